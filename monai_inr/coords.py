@@ -1,0 +1,213 @@
+"""Grids and coordinate frames: the one place that owns the project's geometry convention.
+
+Convention (``DESIGN.md``):
+
+* array axes are (D, H, W) = (i, j, k) voxel indices, channel first;
+* normalised coordinates are cell-centred in [-1, 1] per axis (``align_corners=False``): voxel ``n`` of ``N`` sits at
+  ``-1 + (2n + 1) / N``; the field of view (FOV) spans exactly [-1, 1];
+* ``torch.nn.functional.grid_sample`` wants (x, y, z) = (W, H, D): the flip happens only in :func:`to_grid_sample_order`;
+* world coordinates are scanner millimetres, ``world = affine @ [i, j, k, 1]`` (NIfTI voxel-to-world);
+* a super-resolved output covers the input FOV: ``shape = round(N * s)``, ``spacing = spacing_in * N / round(N * s)``,
+  and the physical centre of the FOV is kept (:func:`output_geometry`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "as_scale_tuple",
+    "normalized_grid",
+    "cell_size",
+    "to_grid_sample_order",
+    "sample_features",
+    "voxel_to_normalized",
+    "normalized_to_voxel",
+    "voxel_to_world",
+    "world_to_voxel",
+    "normalized_to_world",
+    "world_to_normalized",
+    "spacing_from_affine",
+    "output_geometry",
+    "scaled_shape",
+    "fov_affine",
+]
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def as_scale_tuple(scale: float | Sequence[float], ndim: int, name: str = "scale") -> tuple[float, ...]:
+    """A per-axis tuple from one number or ``ndim`` numbers; raises ``ValueError`` for non-positive or non-finite values."""
+    if isinstance(scale, torch.Tensor):
+        scale = scale.detach().cpu().flatten().tolist()
+    elif isinstance(scale, np.ndarray):
+        scale = scale.flatten().tolist()
+    if isinstance(scale, (int, float, np.floating, np.integer)):
+        values = (float(scale),) * ndim
+    else:
+        values = tuple(float(s) for s in scale)
+        if len(values) == 1:
+            values = values * ndim
+    if len(values) != ndim:
+        raise ValueError(f"{name} must be one number or {ndim} numbers (one per axis), got {len(values)}: {values}.")
+    if not all(np.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"{name} must be positive and finite on every axis, got {values}.")
+    return values
+
+
+def normalized_grid(
+    shape: Sequence[int],
+    flatten: bool = True,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Cell-centred normalised coordinates of every voxel of ``shape``, in (i, j, k) order.
+
+    Returns ``(prod(shape), ndim)`` if ``flatten`` else ``(*shape, ndim)``, C-order (last axis fastest), so that
+    ``values.reshape(shape)`` matches ``grid``.
+    """
+    axes = [(torch.arange(n, device=device, dtype=torch.float64) * 2 + 1) / n - 1 for n in shape]
+    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).to(dtype)
+    return grid.reshape(-1, len(shape)) if flatten else grid
+
+
+def cell_size(shape: Sequence[int], device: torch.device | str | None = None, dtype=torch.float32) -> torch.Tensor:
+    """Size of one voxel of ``shape`` in normalised units, per axis: ``2 / N``."""
+    return torch.tensor([2.0 / n for n in shape], device=device, dtype=dtype)
+
+
+def to_grid_sample_order(coords: torch.Tensor) -> torch.Tensor:
+    """(i, j, k) -> (x, y, z) = (k, j, i), the order ``grid_sample`` expects. The only place the flip happens."""
+    return coords.flip(-1)
+
+
+def sample_features(
+    features: torch.Tensor, coords: torch.Tensor, mode: str = "bilinear", padding_mode: str = "border"
+) -> torch.Tensor:
+    """Look up a feature map at normalised coordinates (trilinear in 3D, bilinear in 2D, or nearest).
+
+    Args:
+        features: ``(B, C, *spatial)`` with 2 or 3 spatial dimensions.
+        coords: ``(B, K, ndim)`` cell-centred normalised (i, j, k) coordinates.
+
+    Returns:
+        ``(B, K, C)``.
+    """
+    ndim = features.ndim - 2
+    if coords.shape[-1] != ndim:
+        raise ValueError(f"coords have {coords.shape[-1]} components but the feature map has {ndim} spatial dims.")
+    b, k = coords.shape[0], coords.shape[1]
+    grid = to_grid_sample_order(coords).to(features.dtype).reshape(b, k, *([1] * (ndim - 1)), ndim)
+    out = F.grid_sample(features, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
+    return out.reshape(b, features.shape[1], k).transpose(1, 2)
+
+
+def _as_tensor(x: ArrayLike) -> tuple[torch.Tensor, bool]:
+    if isinstance(x, torch.Tensor):
+        return x, True
+    return torch.as_tensor(np.asarray(x, dtype=np.float64)), False
+
+
+def _back(x: torch.Tensor, was_tensor: bool) -> ArrayLike:
+    return x if was_tensor else x.numpy()
+
+
+def voxel_to_normalized(ijk: ArrayLike, shape: Sequence[int]) -> ArrayLike:
+    """Voxel indices (continuous) -> cell-centred normalised coordinates."""
+    t, was = _as_tensor(ijk)
+    n = torch.as_tensor(list(shape), dtype=t.dtype, device=t.device)
+    return _back((2 * t + 1) / n - 1, was)
+
+
+def normalized_to_voxel(coords: ArrayLike, shape: Sequence[int]) -> ArrayLike:
+    """Cell-centred normalised coordinates -> continuous voxel indices."""
+    t, was = _as_tensor(coords)
+    n = torch.as_tensor(list(shape), dtype=t.dtype, device=t.device)
+    return _back(((t + 1) * n - 1) / 2, was)
+
+
+def _affine_tensor(affine: ArrayLike, like: torch.Tensor) -> torch.Tensor:
+    a = torch.as_tensor(np.asarray(affine.detach().cpu() if isinstance(affine, torch.Tensor) else affine, np.float64))
+    return a.to(dtype=like.dtype if like.is_floating_point() else torch.float64, device=like.device)
+
+
+def voxel_to_world(ijk: ArrayLike, affine: ArrayLike) -> ArrayLike:
+    """Continuous voxel indices ``(..., ndim)`` -> world millimetres ``(..., ndim)`` through a ``(ndim+1)²`` affine."""
+    t, was = _as_tensor(ijk)
+    a = _affine_tensor(affine, t)
+    t = t.to(a.dtype)
+    nd = t.shape[-1]
+    return _back(t @ a[:nd, :nd].T + a[:nd, nd], was)
+
+
+def world_to_voxel(xyz: ArrayLike, affine: ArrayLike) -> ArrayLike:
+    """World millimetres -> continuous voxel indices (inverse affine)."""
+    t, was = _as_tensor(xyz)
+    a = _affine_tensor(affine, t)
+    nd = t.shape[-1]
+    inv = torch.linalg.inv(a.double()).to(a.dtype)
+    return _back(t.to(a.dtype) @ inv[:nd, :nd].T + inv[:nd, nd], was)
+
+
+def normalized_to_world(coords: ArrayLike, shape: Sequence[int], affine: ArrayLike) -> ArrayLike:
+    """Normalised coordinates of a grid of ``shape`` with ``affine`` -> world millimetres."""
+    return voxel_to_world(normalized_to_voxel(coords, shape), affine)
+
+
+def world_to_normalized(xyz: ArrayLike, shape: Sequence[int], affine: ArrayLike) -> ArrayLike:
+    """World millimetres -> normalised coordinates of a grid of ``shape`` with ``affine`` (outside the FOV: |c| > 1)."""
+    return voxel_to_normalized(world_to_voxel(xyz, affine), shape)
+
+
+def spacing_from_affine(affine: ArrayLike) -> np.ndarray:
+    """Voxel size per array axis: the norms of the affine's direction columns."""
+    a = np.asarray(affine.detach().cpu() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64)
+    nd = a.shape[0] - 1
+    return np.linalg.norm(a[:nd, :nd], axis=0)
+
+
+def scaled_shape(shape: Sequence[int], scale: float | Sequence[float]) -> tuple[int, ...]:
+    """``round(N * s)`` per axis (at least 1)."""
+    s = as_scale_tuple(scale, len(shape))
+    return tuple(max(1, int(round(n * f))) for n, f in zip(shape, s))
+
+
+def fov_affine(affine: ArrayLike, in_shape: Sequence[int], out_shape: Sequence[int]) -> np.ndarray:
+    """Affine of a grid of ``out_shape`` covering the same FOV as ``in_shape`` with ``affine`` (centre kept).
+
+    Per axis the voxel size is multiplied by ``f = N_in / N_out`` and the first voxel centre moves by
+    ``(f - 1) / 2`` input voxels, so the outer edges of the FOV (and therefore its centre) stay put.
+    """
+    a = np.array(affine.detach().cpu() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64)
+    nd = a.shape[0] - 1
+    f = np.asarray(in_shape, dtype=np.float64) / np.asarray(out_shape, dtype=np.float64)
+    out = a.copy()
+    out[:nd, :nd] = a[:nd, :nd] * f[None, :]
+    out[:nd, nd] = a[:nd, nd] + a[:nd, :nd] @ ((f - 1) / 2)
+    return out
+
+
+def output_geometry(
+    shape: Sequence[int],
+    affine: ArrayLike,
+    scale: float | Sequence[float] | None = None,
+    target_spacing: float | Sequence[float] | None = None,
+) -> tuple[tuple[int, ...], np.ndarray]:
+    """Shape and affine of the super-resolved grid over the same FOV.
+
+    Give exactly one of ``scale`` (output/input voxels per axis; one number or one per axis) or ``target_spacing``
+    (mm, one number or one per axis). With a target spacing the per-axis scale is ``spacing_in / target_spacing``;
+    either way the shape is ``round(N * s)`` and the spacing is adjusted to keep the FOV exact.
+    """
+    nd = len(shape)
+    if (scale is None) == (target_spacing is None):
+        raise ValueError("Give exactly one of scale or target_spacing.")
+    if target_spacing is not None:
+        ts = as_scale_tuple(target_spacing, nd, name="target_spacing")
+        scale = tuple(float(sp) / t for sp, t in zip(spacing_from_affine(affine), ts))
+    out_shape = scaled_shape(shape, scale)
+    return out_shape, fov_affine(affine, shape, out_shape)

@@ -1,0 +1,88 @@
+"""Reading and writing volumes with the project's error rules: one clear sentence naming the file, nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+__all__ = ["InputError", "load_volume", "check_volume", "save_nifti", "atomic_path"]
+
+
+class InputError(ValueError):
+    """Bad user input (file, image content, scale, memory budget, checkpoint): the message is one sentence."""
+
+
+def check_volume(array: np.ndarray, name: str = "image", ndim: int = 3) -> np.ndarray:
+    """Validate an image array (squeezing singleton channel/time axes) and return it as float32.
+
+    Raises:
+        InputError: wrong dimensionality, NaN/Inf voxels, or a constant image.
+    """
+    arr = np.asarray(array)
+    while arr.ndim > ndim and arr.shape[0] == 1:
+        arr = arr[0]
+    while arr.ndim > ndim and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != ndim:
+        raise InputError(f"{name}: expected a {ndim}D image but got {arr.ndim}D data of shape {tuple(arr.shape)}.")
+    if min(arr.shape) < 2:
+        raise InputError(f"{name}: every axis needs at least 2 voxels, got shape {tuple(arr.shape)}.")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise InputError(f"{name}: expected real-valued intensities, got dtype {arr.dtype}.")
+    arr = arr.astype(np.float32, copy=False)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        raise InputError(f"{name}: contains {int((~finite).sum())} NaN or Inf voxels.")
+    if float(arr.max()) == float(arr.min()):
+        raise InputError(f"{name}: the image is constant (every voxel is {float(arr.min()):g}), nothing to super-resolve.")
+    return arr
+
+
+def load_volume(path: str | os.PathLike, ndim: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Load a NIfTI volume as ``(float32 array, 4x4 affine)`` after :func:`check_volume`.
+
+    Raises:
+        InputError: the file is missing or unreadable, or its content fails :func:`check_volume`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found.")
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj)
+    except Exception as e:  # nibabel raises many types for corrupt files
+        raise InputError(f"{path}: not a readable NIfTI image ({type(e).__name__}: {e}).") from e
+    return check_volume(data, name=str(path), ndim=ndim), np.asarray(img.affine, dtype=np.float64)
+
+
+def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
+    """A temporary sibling name for ``path`` (same suffixes, so writers pick the right format) and the final path."""
+    path = Path(path)
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
+    os.close(fd)
+    return Path(tmp), path
+
+
+def save_nifti(array: Any, affine: np.ndarray, path: str | os.PathLike, dtype=np.float32) -> Path:
+    """Write a NIfTI file atomically (temporary name, then rename), with sform and qform set to ``affine``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    img = nib.Nifti1Image(np.asarray(array, dtype=dtype), np.asarray(affine, dtype=np.float64))
+    img.set_qform(img.affine, code=1)
+    img.set_sform(img.affine, code=1)
+    tmp, final = atomic_path(path)
+    try:
+        nib.save(img, str(tmp))
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return final
