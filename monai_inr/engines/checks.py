@@ -1,0 +1,77 @@
+"""Up-front checks for bundle runs: inputs, scales and checkpoints fail with one sentence before any work starts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from monai_inr.coords import as_scale_tuple
+from monai_inr.io import InputError, load_volume
+
+__all__ = ["as_file_list", "validate_inputs", "validate_scale", "load_checkpoint"]
+
+
+def as_file_list(files: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """One path, a comma-separated string or a list of paths -> a list of strings."""
+    if isinstance(files, (str, os.PathLike)):
+        files = [f for f in str(files).split(",") if f.strip()]
+    files = [str(f).strip() for f in files]
+    if not files:
+        raise InputError("no input image given; pass --input_image <file.nii.gz> (or a list of files).")
+    return files
+
+
+def validate_inputs(files: str | os.PathLike | Sequence[str | os.PathLike], ndim: int = 3) -> list[str]:
+    """Check every input file is a readable ``ndim``-D image with finite, non-constant voxels; return the list."""
+    files = as_file_list(files)
+    for f in files:
+        load_volume(f, ndim=ndim)
+    return files
+
+
+def validate_scale(scale=None, target_spacing=None, ndim: int = 3, max_scale: float | None = None) -> None:
+    """Exactly one of ``scale`` / ``target_spacing``; positive, finite, and at most ``max_scale`` per axis if given."""
+    if (scale is None) == (target_spacing is None):
+        raise InputError("give exactly one of --scale or --target_spacing.")
+    name, value = ("scale", scale) if scale is not None else ("target_spacing", target_spacing)
+    try:
+        values = as_scale_tuple(value, ndim, name=name)
+    except ValueError as e:
+        raise InputError(str(e)) from e
+    if scale is not None and max_scale is not None and max(values) > max_scale:
+        raise InputError(f"scale {values} exceeds the supported maximum of {max_scale} per axis.")
+
+
+def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str | None = None) -> torch.nn.Module:
+    """Load a plain state dict (``weights_only=True``) into ``network``, with one-sentence errors.
+
+    Raises:
+        InputError: the checkpoint is missing or unreadable, or it belongs to another network (missing/unexpected
+            keys or mismatched shapes).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found; train the bundle first or pass --ckpt_path <model.pt>.")
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise InputError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}).") from e
+    if key is not None and isinstance(state, dict) and key in state:
+        state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path}: expected a plain state dict of tensors.")
+    target = network.module if hasattr(network, "module") else network
+    own = target.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or mismatched:
+        detail = (missing and f"{len(missing)} missing keys (e.g. {missing[0]})") or (
+            unexpected and f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})"
+        ) or f"{len(mismatched)} tensors of another shape (e.g. {mismatched[0]})"
+        raise InputError(f"{path}: checkpoint of another network ({detail}) for {type(target).__name__}.")
+    target.load_state_dict(state)
+    return network
