@@ -100,7 +100,7 @@ class SuperResolutionMetrics:
             candidates = {self.method_name: pred[b, 0]}
             for name in self.baselines:
                 candidates[name] = resize_cell_centred(lr[b, 0], gt.shape, order=BASELINE_ORDERS[name])
-            gt_n, *preds_n = normalize_to_reference(gt, *candidates.values(), reference=gt)
+            *preds_n, gt_n = normalize_to_reference(*candidates.values(), reference=gt)
             for name, p in zip(candidates, preds_n):
                 rec = {"subject": subject, "scale": scale, "method": name}
                 rec.update(evaluate_pair(p, gt_n, mask=mask))

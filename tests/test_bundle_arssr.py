@@ -1,0 +1,224 @@
+"""The ArSSR bundle end to end at tiny size: train, evaluate, infer, model-zoo checks, bad input, torchrun."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+
+from monai_inr import coords
+from monai_inr.io import InputError
+
+pytestmark = pytest.mark.xdist_group("arssr_bundle")
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "bundles" / "arssr" / "configs"
+SCHEMA = REPO / "monai_inr" / "schema" / "metadata_schema.json"
+TRAIN, EVALUATE, INFER, QUICK, MULTI = (str(CONFIGS / f) for f in ("train.json", "evaluate.json", "inference.json", "quick.json", "multi_gpu_train.json"))
+META = str(CONFIGS / "metadata.json")
+LOGGING = str(CONFIGS / "logging.conf")
+
+TINY_NET = {
+    "encoder_kwargs": {"features": 8, "growth": 8, "num_blocks": 2, "num_layers": 2},
+    "network_def::feature_channels": 16,
+    "network_def::decoder_hidden": 32,
+}
+
+
+def tiny_overrides(root: Path, data_dir: Path) -> dict:
+    return {
+        "bundle_root": str(root),
+        "dataset_dir": str(data_dir),
+        "data_spacing": 4.0,
+        "num_train_subjects": 2,
+        "num_val_subjects": 1,
+        "num_test_subjects": 1,
+        "epochs": 2,
+        "val_interval": 1,
+        "batch_size": 2,
+        "patches_per_volume": 2,
+        "num_coords": 300,
+        "val_scales": [2.0],
+        **TINY_NET,
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("arssr")
+    data_dir = tmp_path_factory.mktemp("data")
+    overrides = tiny_overrides(root, data_dir)
+    wf = ConfigWorkflow(config_file=[TRAIN, QUICK], meta_file=META, logging_file=LOGGING, workflow_type="train", **overrides)
+    wf.initialize()
+    wf.check_properties()
+    wf.run()
+    wf.finalize()
+    return root, data_dir, overrides
+
+
+def test_metadata_validates_offline():
+    verify_metadata(meta_file=META, filepath=str(SCHEMA))
+
+
+def test_training_writes_a_plain_state_dict(trained):
+    root, _, _ = trained
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    assert any(k.startswith("encoder.") for k in state) and any(k.startswith("decoder.") for k in state)
+    assert (root / "eval" / "tensorboard").is_dir()
+    assert not (REPO / "models").exists() and not (REPO / "eval").exists()
+
+
+def test_evaluation_writes_metrics_per_scale_and_method(trained):
+    root, data_dir, overrides = trained
+    wf = ConfigWorkflow(
+        config_file=[TRAIN, EVALUATE, QUICK], meta_file=META, logging_file=LOGGING, workflow_type="eval",
+        **{**overrides, "eval_scales": [2.0, 3.0]},
+    )
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    methods = {r["method"] for r in metrics["records"]}
+    assert methods == {"ArSSR", "cubic", "trilinear"}
+    assert {r["scale"] for r in metrics["records"]} == {2.0, 3.0}
+    for r in metrics["records"]:
+        assert np.isfinite([r["psnr"], r["psnr_mask"], r["ssim"], r["ssim_mask"]]).all()
+    csvs = sorted(p.name for p in (root / "eval").glob("*.csv"))
+    assert len(csvs) == 2
+
+
+def _test_image(data_dir: Path) -> Path:
+    datalist = json.loads((data_dir / "datalist.json").read_text())
+    path = Path(datalist["test"][0]["t1w"])
+    return path if path.is_absolute() else data_dir / path
+
+
+def _infer(root, overrides, **kw):
+    wf = ConfigWorkflow(
+        config_file=[INFER, QUICK], meta_file=META, logging_file=LOGGING, workflow_type="infer",
+        **{"bundle_root": str(root), **{k: v for k, v in overrides.items() if k.startswith(("encoder", "network_def"))}, **kw},
+    )
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+
+
+def test_inference_writes_sr_volume_with_physical_geometry(trained, tmp_path):
+    root, data_dir, overrides = trained
+    src = _test_image(data_dir)
+    _infer(root, overrides, input_image=str(src), scale=2.5, output_dir=str(tmp_path))
+    (out,) = list(tmp_path.glob("*_sr.nii.gz"))
+    lr_img, sr_img = nib.load(str(src)), nib.load(str(out))
+    assert sr_img.shape == tuple(int(round(n * 2.5)) for n in lr_img.shape)
+    # same physical FOV: the outer voxel edges coincide in world coordinates
+    for corner_in, corner_out in [(-0.5, -0.5), (None, None)]:
+        lo_in = coords.voxel_to_world(np.full(3, -0.5), lr_img.affine)
+        lo_out = coords.voxel_to_world(np.full(3, -0.5), sr_img.affine)
+        np.testing.assert_allclose(lo_in, lo_out, atol=1e-4)
+        hi_in = coords.voxel_to_world(np.asarray(lr_img.shape) - 0.5, lr_img.affine)
+        hi_out = coords.voxel_to_world(np.asarray(sr_img.shape) - 0.5, sr_img.affine)
+        np.testing.assert_allclose(hi_in, hi_out, atol=1e-4)
+    # intensities are mapped back to the input's range
+    lr, sr = lr_img.get_fdata(), sr_img.get_fdata()
+    assert sr.max() > 0.5 * lr.max() and sr.min() >= lr.min() - 0.05 * (lr.max() - lr.min())
+
+
+def test_inference_target_spacing_and_file_list(trained, tmp_path):
+    root, data_dir, overrides = trained
+    src = _test_image(data_dir)
+    second = tmp_path / "in" / "second.nii.gz"
+    second.parent.mkdir()
+    img = nib.load(str(src))
+    nib.save(nib.Nifti1Image(img.get_fdata()[::-1].copy(), img.affine), str(second))
+    _infer(root, overrides, input_image=[str(src), str(second)], target_spacing=[2.0, 2.0, 3.0], output_dir=str(tmp_path / "out"))
+    outs = sorted((tmp_path / "out").glob("*.nii.gz"))
+    assert len(outs) == 2
+    for o in outs:
+        np.testing.assert_allclose(coords.spacing_from_affine(nib.load(str(o)).affine), [2.0, 2.0, 3.0], rtol=0.06)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "file not found"),
+        ("2d", "expected a 3D image but got 2D"),
+        ("4d", "expected a 3D image but got 4D"),
+        ("nan", "NaN or Inf"),
+        ("constant", "constant"),
+        ("scale0", "scale must be positive"),
+        ("huge", "memory budget"),
+        ("other_net", "checkpoint of another network"),
+        ("no_ckpt", "checkpoint not found"),
+    ],
+)
+def test_bad_input_fails_with_one_sentence_and_writes_nothing(trained, tmp_path, case, message):
+    root, data_dir, overrides = trained
+    src = _test_image(data_dir)
+    good = nib.load(str(src))
+    kw = {"input_image": str(src), "scale": 2.0, "output_dir": str(tmp_path / "out")}
+    bad = tmp_path / "bad.nii.gz"
+    if case == "missing":
+        kw["input_image"] = str(tmp_path / "missing.nii.gz")
+    elif case in ("2d", "4d", "nan", "constant"):
+        data = {
+            "2d": np.random.rand(16, 16),
+            "4d": np.random.rand(8, 8, 8, 3),
+            "nan": np.where(np.random.rand(8, 8, 8) > 0.5, np.nan, 1.0),
+            "constant": np.ones((8, 8, 8)),
+        }[case]
+        nib.save(nib.Nifti1Image(data.astype(np.float32), good.affine), str(bad))
+        kw["input_image"] = str(bad)
+    elif case == "scale0":
+        kw["scale"] = 0.0
+    elif case == "huge":
+        kw["scale"] = 400.0
+    elif case == "other_net":
+        other = tmp_path / "other.pt"
+        torch.save(torch.nn.Linear(3, 3).state_dict(), other)
+        kw["ckpt_path"] = str(other)
+    elif case == "no_ckpt":
+        kw["ckpt_path"] = str(tmp_path / "nothing.pt")
+    with pytest.raises(InputError, match=message):
+        _infer(root, overrides, **kw)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
+    root, _, overrides = trained
+    net_overrides = {k: v for k, v in overrides.items() if k.startswith(("encoder", "network_def"))}
+    verify_net_in_out(
+        net_id="network_def", meta_file=META, config_file=[INFER, QUICK], device="cpu", n=1, any=1, **net_overrides
+    )
+    ts = tmp_path / "model.ts"
+    ckpt_export(
+        net_id="network_def", filepath=str(ts), ckpt_file=str(root / "models" / "model.pt"), meta_file=META,
+        config_file=[INFER, QUICK], bundle_root=str(root), use_trace=True, input_shape=[1, 1, 8, 8, 8], **net_overrides,
+    )
+    net = torch.jit.load(str(ts))
+    out = net(torch.rand(1, 1, 8, 8, 8))
+    assert out.shape == (1, 1, 16, 16, 16)
+
+
+@pytest.mark.slow
+def test_multi_gpu_config_runs_under_torchrun_with_gloo(trained, tmp_path):
+    _, data_dir, overrides = trained
+    root = tmp_path / "ddp"
+    root.mkdir()
+    args = {**overrides, "bundle_root": str(root), "epochs": 1}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
+           "-m", "monai.bundle", "run", "training", "--config_file", json.dumps([TRAIN, QUICK, MULTI]),
+           "--meta_file", META, "--logging_file", LOGGING]
+    for k, v in args.items():
+        cmd += [f"--{k}", json.dumps(v) if not isinstance(v, str) else v]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in state)
