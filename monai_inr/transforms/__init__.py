@@ -1,0 +1,88 @@
+"""MONAI transforms for INR super-resolution: degradations (LR generation) and training-sample construction.
+
+Array transforms take channel-first images ``(C, *spatial)`` (MetaTensor, or numpy/torch with an explicit ``affine``)
+and return MetaTensors whose affine describes the new grid; dictionary variants end in ``d``. Geometry follows
+:mod:`monai_inr.coords` (cell-centred grids, FOV centre kept).
+"""
+
+from .degradation import (
+    CubicDownsample,
+    CubicDownsampled,
+    KSpaceCrop,
+    KSpaceCropd,
+    RandRicianNoise,
+    RandRicianNoised,
+    StrideDecimation,
+    StrideDecimationd,
+    ThickSliceAcquisition,
+    ThickSliceAcquisitiond,
+    validate_downsampling_scale,
+)
+from .functional import (
+    anti_alias_sigma,
+    apply_along_axis,
+    centred_fft,
+    centred_ifft,
+    kspace_alignment_shift,
+    kspace_crop,
+    kspace_crop_slice,
+    resize_cell_centred,
+    slice_centres,
+    slice_profile_matrix,
+    thick_slice,
+)
+from .sampling import (
+    FullGridCoordinatesd,
+    RandCoordinateSampled,
+    RandScalePatchPairSampled,
+    draw_voxel_indices,
+    reference_frame_coordinates,
+    sample_coordinates,
+    scale_grid,
+)
+from .intensity import INTENSITY_MAX, INTENSITY_MIN, MinMaxNormalize, MinMaxNormalized, RestoreIntensityd
+from .io import SaveVolumed, output_path_for
+from .utils import DEGRADATION_KEY, DEGRADATION_SCALE_KEY, grid_affine, translate_affine
+
+__all__ = [
+    "CubicDownsample",
+    "CubicDownsampled",
+    "KSpaceCrop",
+    "KSpaceCropd",
+    "ThickSliceAcquisition",
+    "ThickSliceAcquisitiond",
+    "RandRicianNoise",
+    "RandRicianNoised",
+    "StrideDecimation",
+    "StrideDecimationd",
+    "validate_downsampling_scale",
+    "resize_cell_centred",
+    "anti_alias_sigma",
+    "centred_fft",
+    "centred_ifft",
+    "kspace_crop_slice",
+    "kspace_alignment_shift",
+    "kspace_crop",
+    "slice_centres",
+    "slice_profile_matrix",
+    "apply_along_axis",
+    "thick_slice",
+    "RandScalePatchPairSampled",
+    "RandCoordinateSampled",
+    "FullGridCoordinatesd",
+    "sample_coordinates",
+    "draw_voxel_indices",
+    "reference_frame_coordinates",
+    "scale_grid",
+    "DEGRADATION_SCALE_KEY",
+    "DEGRADATION_KEY",
+    "grid_affine",
+    "translate_affine",
+    "MinMaxNormalize",
+    "MinMaxNormalized",
+    "RestoreIntensityd",
+    "INTENSITY_MIN",
+    "INTENSITY_MAX",
+    "SaveVolumed",
+    "output_path_for",
+]
