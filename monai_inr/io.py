@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,42 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-__all__ = ["InputError", "load_volume", "check_volume", "save_nifti", "atomic_path"]
+__all__ = ["InputError", "find_input_error", "install_error_hook", "load_volume", "check_volume", "save_nifti", "atomic_path"]
 
 
 class InputError(ValueError):
     """Bad user input (file, image content, scale, memory budget, checkpoint): the message is one sentence."""
+
+
+def find_input_error(exc: BaseException | None) -> InputError | None:
+    """The first :class:`InputError` in an exception's cause/context chain (MONAI's config parser wraps errors)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, InputError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def install_error_hook() -> None:
+    """Print bad-input errors as one sentence (``error: ...``, exit status 1) instead of a chained traceback.
+
+    Bundle configs call this first in ``initialize``: ``python -m monai.bundle run`` wraps every failure in its config
+    resolver's ``RuntimeError``; the user needs the sentence that names the file and the problem. Other exceptions keep
+    the default traceback.
+    """
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        err = find_input_error(exc)
+        if err is None:
+            previous(exc_type, exc, tb)
+            return
+        print(f"error: {err}", file=sys.stderr)
+
+    if getattr(sys.excepthook, "__name__", "") != "hook":
+        sys.excepthook = hook
 
 
 def check_volume(array: np.ndarray, name: str = "image", ndim: int = 3) -> np.ndarray:

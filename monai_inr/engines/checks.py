@@ -69,9 +69,9 @@ def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str 
     unexpected = sorted(set(state) - set(own))
     mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or unexpected or mismatched:
-        detail = (missing and f"{len(missing)} missing keys (e.g. {missing[0]})") or (
-            unexpected and f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})"
-        ) or f"{len(mismatched)} tensors of another shape (e.g. {mismatched[0]})"
+        detail = (missing and f"{len(missing)} missing keys (such as {missing[0]})") or (
+            unexpected and f"{len(unexpected)} unexpected keys (such as {unexpected[0]})"
+        ) or f"{len(mismatched)} tensors of another shape (such as {mismatched[0]})"
         raise InputError(f"{path}: checkpoint of another network ({detail}) for {type(target).__name__}.")
     target.load_state_dict(state)
     return network
