@@ -96,7 +96,7 @@ def main(output_dir: str = "runs/demo", skip_training: bool = False) -> Path:
         lr_shape = scaled_shape(gt.shape, 1.0 / scale)
         lr = resize_cell_centred(gt, lr_shape, order=3)
         lr_file = save_nifti(lr, fov_affine(affine, gt.shape, lr_shape), out / "inputs" / f"{gt_file.name.split('.')[0]}_lr-x{scale:g}.nii.gz")
-        _bundle("inferring", ["inference.json", "quick.json"], bundle_root=str(root), input_image=str(lr_file), scale=scale,
+        _bundle("inference", ["inference.json", "quick.json"], bundle_root=str(root), input_image=str(lr_file), scale=scale,
                 output_dir=str(out / "sr"))
         sr, _ = load_volume(out / "sr" / lr_file.name.replace(".nii.gz", "_sr.nii.gz"))
         cubic = np.clip(resize_cell_centred(lr, sr.shape, order=3), 0, 1)
