@@ -11,7 +11,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-__all__ = ["InputError", "find_input_error", "install_error_hook", "load_volume", "check_volume", "save_nifti", "atomic_path"]
+__all__ = ["InputError", "find_input_error", "install_error_hook", "read_nifti", "load_volume", "check_volume", "save_nifti", "atomic_path"]
 
 
 class InputError(ValueError):
@@ -75,12 +75,8 @@ def check_volume(array: np.ndarray, name: str = "image", ndim: int = 3) -> np.nd
     return arr
 
 
-def load_volume(path: str | os.PathLike, ndim: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Load a NIfTI volume as ``(float32 array, 4x4 affine)`` after :func:`check_volume`.
-
-    Raises:
-        InputError: the file is missing or unreadable, or its content fails :func:`check_volume`.
-    """
+def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Raw ``(data, 4x4 affine)`` of a NIfTI file, with one-sentence errors for a missing or unreadable file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found.")
@@ -89,7 +85,17 @@ def load_volume(path: str | os.PathLike, ndim: int = 3) -> tuple[np.ndarray, np.
         data = np.asarray(img.dataobj)
     except Exception as e:  # nibabel raises many types for corrupt files
         raise InputError(f"{path}: not a readable NIfTI image ({type(e).__name__}: {e}).") from e
-    return check_volume(data, name=str(path), ndim=ndim), np.asarray(img.affine, dtype=np.float64)
+    return data, np.asarray(img.affine, dtype=np.float64)
+
+
+def load_volume(path: str | os.PathLike, ndim: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Load a NIfTI volume as ``(float32 array, 4x4 affine)`` after :func:`check_volume`.
+
+    Raises:
+        InputError: the file is missing or unreadable, or its content fails :func:`check_volume`.
+    """
+    data, affine = read_nifti(path)
+    return check_volume(data, name=str(path), ndim=ndim), affine
 
 
 def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:

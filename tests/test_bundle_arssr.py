@@ -51,7 +51,8 @@ def tiny_overrides(root: Path, data_dir: Path) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
+# session scope: pytest tears module fixtures down when a worker interleaves other modules' tests
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("arssr")
     data_dir = tmp_path_factory.mktemp("data")

@@ -24,7 +24,7 @@ from monai.engines import PrepareBatch
 from monai_inr.engines.checks import as_file_list
 from monai_inr.engines.evaluation import BASELINE_ORDERS, _subject_name
 from monai_inr.inferers.slicewise import plan_reference, validate_scale_range
-from monai_inr.io import InputError
+from monai_inr.io import InputError, read_nifti
 from monai_inr.metrics import evaluate_pair, summarize, write_metrics
 from monai_inr.transforms.functional import resize_cell_centred
 
@@ -73,13 +73,7 @@ def read_image_geometry(path: str | os.PathLike) -> tuple[tuple[int, int, int], 
     """``(spatial shape as 3D, channels, 4x4 affine)`` of a 2D or 3D NIfTI image (channels in a 4th/5th axis), after
     checking it is readable, finite and not constant (one-sentence :class:`~monai_inr.io.InputError` otherwise)."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: file not found.")
-    try:
-        img = nib.load(str(p))
-        data = np.asarray(img.dataobj)
-    except Exception as e:  # nibabel raises many types for corrupt files
-        raise InputError(f"{p}: not a readable NIfTI image ({type(e).__name__}).") from e
+    data, affine = read_nifti(p)
     shape = data.shape
     if len(shape) == 2:
         spatial, channels = (shape[0], shape[1], 1), 1
@@ -102,7 +96,7 @@ def read_image_geometry(path: str | os.PathLike) -> tuple[tuple[int, int, int], 
         raise InputError(
             f"{p}: the image is constant (every voxel is {float(data.min()):g}), nothing to super-resolve."
         )
-    return tuple(int(n) for n in spatial), int(channels), np.asarray(img.affine, dtype=np.float64)  # type: ignore
+    return tuple(int(n) for n in spatial), int(channels), affine  # type: ignore
 
 
 def validate_target_reference(
