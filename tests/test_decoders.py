@@ -56,3 +56,21 @@ def test_output_activation_options():
     sig = ArSSRDecoder(in_features=6, hidden=8, out_channels=2, output_activation="sigmoid")
     out = sig(x)
     assert ((out > 0) & (out < 1)).all()
+
+
+def test_fused_inference_path_matches_module_path():
+    """The oneDNN fused GEMM+bias+ReLU path (no-grad CPU inference) computes the same function as the modules."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 200, 131)
+    for act in ("relu", None, "sigmoid"):
+        dec = ArSSRDecoder(output_activation=act).eval()
+        with torch.no_grad():
+            dec.use_fused = False
+            ref = dec(x)
+            dec.use_fused = True
+            torch.testing.assert_close(dec(x), ref, rtol=1e-5, atol=1e-6)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                fused_bf16 = dec(x).float()
+                dec.use_fused = False
+                plain_bf16 = dec(x).float()
+            torch.testing.assert_close(fused_bf16, plain_bf16, rtol=0.05, atol=0.02 * float(ref.abs().max()))

@@ -74,7 +74,7 @@ def test_tiled_2d_network_and_plan_partition():
     net = Toy2D()
     x = torch.rand(1, 1, 30, 27)
     ref = ImplicitInferer(scale=2.5)(x, net)
-    tiled = ImplicitInferer(scale=2.5, voxel_budget=16**2)(x, net)
+    tiled = ImplicitInferer(scale=2.5, voxel_budget=400)(x, net)  # 12 tiles
     assert ref.shape == (1, 2, 75, 68) and tiled.meta["sr_tiles"] > 1
     np.testing.assert_allclose(tiled.numpy(), ref.numpy(), rtol=0, atol=1e-4)
     plan = plan_tiles((30, 27, 40), halo=5, max_voxels=18**3)
@@ -177,3 +177,19 @@ def test_over_budget_raises_before_any_work():
     assert str(err.value).count(". ") == 0  # one sentence
     ImplicitInferer(scale=2.0, memory_budget_gb=64.0)(x, net)
     assert Spy.calls == 1
+
+
+def test_collated_batch_decollates_with_per_item_geometry():
+    from monai.data import decollate_batch, list_data_collate
+
+    items = [
+        MetaTensor(lr_image((6, 7, 5))[0], affine=torch.diag(torch.tensor([s, s, 2 * s, 1.0])), meta={"id": str(s)})
+        for s in (1.0, 2.0, 3.0)
+    ]
+    batch = list_data_collate([{"image": i} for i in items])["image"]
+    out = ImplicitInferer(scale=2.0)(batch, small_arssr())
+    assert out.is_batch and out.shape == (3, 1, 12, 14, 10)
+    for item, src in zip(decollate_batch(out), items):
+        np.testing.assert_allclose(item.affine.numpy(), coords.fov_affine(src.affine.numpy(), (6, 7, 5), (12, 14, 10)))
+        np.testing.assert_allclose(np.asarray(item.meta["sr_spacing"]), coords.spacing_from_affine(item.affine))
+        assert item.meta["id"] == src.meta["id"]

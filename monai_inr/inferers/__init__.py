@@ -3,3 +3,7 @@
 from monai_inr.inferers.implicit import ImplicitInferer, ImplicitNetwork, TilePlan, plan_tiles
 
 __all__ = ["ImplicitInferer", "ImplicitNetwork", "TilePlan", "plan_tiles"]
+
+from monai_inr.inferers.slicewise import SliceWiseInferer, plan_reference, validate_scale_range
+
+__all__ += ["SliceWiseInferer", "plan_reference", "validate_scale_range"]

@@ -125,6 +125,35 @@ def _out_start(a: int, n: int, m: int) -> int:
     return min(m, max(0, -((-num) // (2 * n))))
 
 
+def _flat_coords(first: torch.Tensor, rest: torch.Tensor, start: int, stop: int, batch: int) -> torch.Tensor:
+    """Coordinates ``(batch, stop - start, ndim)`` of the flat (C-order) index range ``start:stop`` of the
+    tensor-product grid ``first (n0,) x rest (P, ndim-1)``: a partial first plane, whole planes, a partial last plane."""
+    plane = rest.shape[0]
+    q = torch.empty((stop - start, rest.shape[1] + 1), dtype=rest.dtype, device=rest.device)
+    pos = start
+    while pos < stop:
+        i, off = divmod(pos, plane)
+        if off == 0 and stop - pos >= plane:  # whole planes
+            r = (stop - pos) // plane
+            view = q[pos - start : pos - start + r * plane].view(r, plane, -1)
+            view[:, :, 0] = first[i : i + r, None]
+            view[:, :, 1:] = rest[None]
+            pos += r * plane
+        else:  # part of one plane
+            end = min(stop, (i + 1) * plane)
+            piece = q[pos - start : end - start]
+            piece[:, 0] = first[i]
+            piece[:, 1:] = rest[off : off + end - pos]
+            pos = end
+    return q.unsqueeze(0).expand(batch, -1, -1)
+
+
+def _per_item(value: Any, batch: int) -> Any:
+    if value is None or isinstance(value, (int, float, str, np.number)):
+        return [value] * batch
+    return torch.as_tensor(np.asarray(value, dtype=np.float64))[None].repeat(batch, *([1] * np.ndim(value)))
+
+
 def _format(shape: Sequence[int]) -> str:
     return "x".join(str(int(s)) for s in shape)
 
@@ -155,6 +184,10 @@ class ImplicitInferer(Inferer):
     Call ``inferer(inputs, network, scale=..., target_spacing=..., output_shape=...)``: values given to the call
     override the constructor's; exactly one of the three must be set in the end. ``output_shape`` fixes the grid
     exactly (validation against a label grid). Extra ``*args``/``**kwargs`` are passed to ``network.encode``.
+
+    Batches: every item gets the same output shape (with ``target_spacing`` the first item's spacing decides it) and
+    its own affine; for collated MetaTensors (``is_batch``) the ``sr_*`` metadata are per item, so
+    ``monai.data.decollate_batch`` splits the result correctly.
     """
 
     def __init__(
@@ -199,7 +232,8 @@ class ImplicitInferer(Inferer):
         given = [k for k, v in call.items() if v is not None]
         if len(given) != 1:
             raise InputError(
-                f"Give exactly one of scale, target_spacing or output_shape to define the output grid, got {given or 'none'}."
+                "Give exactly one of scale, target_spacing or output_shape to define the output grid, "
+                f"got {given or 'none'}."
             )
         nd = len(in_shape)
         key = given[0]
@@ -275,22 +309,29 @@ class ImplicitInferer(Inferer):
         out_affine = self._fov_affine(in_affine, in_shape, out_shape)
         values = self._run(image, network, plan, chunk, in_shape, out_shape, out_ch, args, kwargs)
 
-        meta.update(info)
-        a_np = np.asarray(out_affine[0] if out_affine.ndim == 3 else out_affine)
-        meta.update(
+        is_batch = isinstance(inputs, MetaTensor) and inputs.is_batch
+        affines = out_affine if out_affine.ndim == 3 else out_affine[None]
+        new_meta = dict(info)
+        new_meta.update(
             {
-                "spatial_shape": np.asarray(out_shape),
                 "sr_scale": tuple(o / i for o, i in zip(out_shape, in_shape)),
-                "sr_spacing": tuple(float(s) for s in coords.spacing_from_affine(a_np)[:nd]),
                 "sr_input_shape": in_shape,
                 "sr_tiles": plan.num_tiles if plan is not None else 1,
             }
         )
+        spacings = [tuple(float(v) for v in coords.spacing_from_affine(a.numpy())[:nd]) for a in affines]
+        if is_batch:  # per-item values (lists or tensors with a leading batch axis) for decollate_batch
+            new_meta = {k: _per_item(v, batch) for k, v in new_meta.items()}
+            new_meta["sr_spacing"] = torch.tensor(spacings if len(spacings) == batch else spacings * batch)
+            new_meta["spatial_shape"] = torch.tensor([list(out_shape)] * batch)
+        else:
+            new_meta["sr_spacing"] = spacings[0]
+            new_meta["spatial_shape"] = np.asarray(out_shape)
+        meta.update(new_meta)
         for k in ("affine", "original_affine"):
             meta.pop(k, None)
         out = MetaTensor(values, affine=out_affine.to(torch.float64), meta=meta)
-        if isinstance(inputs, MetaTensor):
-            out.is_batch = inputs.is_batch
+        out.is_batch = is_batch
         return out
 
     def _plan(
@@ -307,7 +348,7 @@ class ImplicitInferer(Inferer):
         n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
         out_bytes = 4.0 * batch * out_ch * n_out
         elem = 2 if self.amp_bf16 else 4
-        enc_voxel = 1.25 * batch * elem * float(getattr(network, "encode_workspace_channels", 16 * 64))
+        enc_voxel = 1.15 * batch * elem * float(getattr(network, "encode_workspace_channels", 16 * 64))
         dec_query = 1.25 * batch * 4.0 * float(getattr(network, "decode_workspace_channels", 1024))
         chunk = min(self.chunk_size, n_out)
         fixed = rss + out_bytes + chunk * dec_query + 64 * 1024**2  # + allocator slack
@@ -321,7 +362,8 @@ class ImplicitInferer(Inferer):
                 f"enable amp_bf16 or raise memory_budget_gb."
             )
 
-        max_tile = min(self.voxel_budget, int(free / enc_voxel)) if free > 0 else 0
+        mem_tile = int(free / enc_voxel) if free > 0 else 0  # hard limit (memory budget)
+        max_tile = min(self.voxel_budget, mem_tile)  # preferred limit
         if n_in <= max_tile:
             return None, chunk
         if radius is None:  # cannot tile: the whole input is encoded at once
@@ -330,15 +372,14 @@ class ImplicitInferer(Inferer):
                 raise fail(need)
             return None, chunk
         halo = int(radius) + 1
-        # the finest split's largest tile: voxel_budget is a preference, the memory budget a hard limit
-        min_tile = int(np.prod([_axis_splits(n, halo)[0][2] for n in in_shape]))
-        if max_tile < min_tile:
-            need = fixed + min_tile * enc_voxel
-            if need > budget:
-                raise fail(need)
-            max_tile = min_tile
         plan = plan_tiles(in_shape, halo, max_tile)
-        assert plan is not None
+        if plan is None:  # voxel_budget is below what tiles with this halo can reach: the memory budget decides
+            plan = plan_tiles(in_shape, halo, mem_tile)
+        if plan is None:
+            min_tile = int(np.prod([_axis_splits(n, halo)[0][2] for n in in_shape]))
+            raise fail(fixed + min_tile * enc_voxel)
+        if plan.num_tiles == 1:
+            return None, chunk
         return plan, chunk
 
     def _encode(self, network: Any, tile: torch.Tensor, args: tuple, kwargs: dict) -> Any:
@@ -395,34 +436,39 @@ class ImplicitInferer(Inferer):
                 sl = tuple(slice(s, e) for s, e in reg)
                 features = self._encode(network, image[(slice(None), slice(None)) + sl], args, kwargs)
                 whole = all(s == 0 and e == n for (s, e), n in zip(reg, in_shape))
+                # The block is a tensor-product grid: per-axis coordinates, and the coordinates of one "plane" (all
+                # axes but the first) built once; chunks are flat index ranges assembled from (parts of) planes.
                 g_ax, l_ax = [], []
                 for d in range(nd):
                     (o0, o1), (s, e), n = o_rng[d], reg[d], in_shape[d]
                     g = axes[d][o0:o1]
                     g_ax.append(torch.as_tensor(g, dtype=torch.float32, device=device))
-                    if not whole:  # same points in the tile's own normalised frame
+                    if not whole:  # the same points in the tile's own normalised frame
                         u = (g + 1) * n / 2 - 0.5 - s
                         l_ax.append(torch.as_tensor((2 * u + 1) / (e - s) - 1, dtype=torch.float32, device=device))
                 block = tuple(o1 - o0 for o0, o1 in o_rng)
-                n_block = int(np.prod(block))
+                n0, plane = block[0], int(np.prod(block[1:]))
+                g_plane = torch.stack(torch.meshgrid(*g_ax[1:], indexing="ij"), -1).reshape(plane, nd - 1)
+                l_plane = None
+                if not whole:
+                    l_plane = torch.stack(torch.meshgrid(*l_ax[1:], indexing="ij"), -1).reshape(plane, nd - 1)
                 full = all(o0 == 0 and o1 == m for (o0, o1), m in zip(o_rng, out_shape))
+                n_block = n0 * plane
                 dest = out.view(batch, out_ch, -1) if full else torch.empty((batch, out_ch, n_block), device=device)
-                strides = [int(np.prod(block[d + 1 :])) for d in range(nd)]
-                for p in range(0, n_block, chunk):
-                    idx = torch.arange(p, min(p + chunk, n_block), device=device)
-                    sub = [(idx // strides[d]) % block[d] for d in range(nd)]
-                    q = torch.stack([g_ax[d][sub[d]] for d in range(nd)], dim=-1).unsqueeze(0).expand(batch, -1, -1)
-                    lq = None
-                    if not whole:
-                        lq = torch.stack([l_ax[d][sub[d]] for d in range(nd)], dim=-1).unsqueeze(0)
-                        lq = lq.expand(batch, -1, -1)
-                    vals = network.decode(features, q, lq) if lq is not None else network.decode(features, q)
-                    dest[:, :, p : p + idx.numel()] = vals.transpose(1, 2)
+                for p0 in range(0, n_block, chunk):
+                    p1 = min(n_block, p0 + chunk)
+                    q = _flat_coords(g_ax[0], g_plane, p0, p1, batch)
+                    if whole:
+                        vals = network.decode(features, q)
+                    else:
+                        vals = network.decode(features, q, _flat_coords(l_ax[0], l_plane, p0, p1, batch))
+                    dest[:, :, p0:p1] = vals.transpose(1, 2)
                     if bar is not None:
-                        bar.update(idx.numel())
+                        bar.update(p1 - p0)
                 if not full:
-                    osl = tuple(slice(o0, o1) for o0, o1 in o_rng)
-                    out[(slice(None), slice(None)) + osl] = dest.view(batch, out_ch, *block)
+                    out[(slice(None), slice(None)) + tuple(slice(o0, o1) for o0, o1 in o_rng)] = dest.view(
+                        batch, out_ch, *block
+                    )
                 del features
         if bar is not None:
             bar.close()

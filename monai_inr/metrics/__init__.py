@@ -35,3 +35,12 @@ __all__ = [
     "summarize",
     "write_metrics",
 ]
+
+from .brisque import BRISQUE_SKIP_MESSAGE, BrisqueUnavailable, brisque_available, brisque_score
+from .sharpness import lpc_si, psi
+
+__all__ += ["psi", "lpc_si", "brisque_score", "brisque_available", "BrisqueUnavailable", "BRISQUE_SKIP_MESSAGE"]
+
+from .multi_contrast import evaluate_contrast_pair, mi_errors
+
+__all__ += ["mi_errors", "evaluate_contrast_pair"]

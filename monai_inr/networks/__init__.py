@@ -18,3 +18,30 @@ __all__ = [
     "get_encoder",
     "ArSSR",
 ]
+
+from monai_inr.networks.blocks import CBAM, ChannelAttention, Sine, SineLayer, SpatialAttention
+from monai_inr.networks.dual_arbnet_blocks import AttentionFusionLayer, ImplicitFusionDecoder
+from monai_inr.networks.nets import DualArbNet
+
+__all__ += [
+    "CBAM",
+    "ChannelAttention",
+    "SpatialAttention",
+    "Sine",
+    "SineLayer",
+    "AttentionFusionLayer",
+    "ImplicitFusionDecoder",
+    "DualArbNet",
+]
+
+from monai_inr.networks.decoders import LIIFDecoder, unfold_features
+from monai_inr.networks.encoders import EDSR
+from monai_inr.networks.nets import ArRFR
+
+__all__ += ["EDSR", "LIIFDecoder", "unfold_features", "ArRFR"]
+
+from monai_inr.networks.decoders import SplitHeadMLP
+from monai_inr.networks.encodings import FourierFeatures, HashGridEncoding, get_encoding
+from monai_inr.networks.nets import MultiContrastINR
+
+__all__ += ["SplitHeadMLP", "FourierFeatures", "HashGridEncoding", "get_encoding", "MultiContrastINR"]

@@ -232,3 +232,73 @@ def get_encoder(name: str, **kwargs: Any) -> nn.Module:
         valid = ", ".join(cls.__name__ for cls in ENCODERS.values())
         raise ValueError(f"Unknown encoder {name!r}; valid names (case-insensitive) are: {valid}.")
     return ENCODERS[key](**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# EDSR-baseline (2D/3D), the LIIF / ArRFR encoder.
+# ---------------------------------------------------------------------------------------------------------------------
+
+__all__ += ["EDSR"]
+
+
+class EDSR(nn.Module):
+    """EDSR-baseline without the upsampling module (Lim et al., "Enhanced Deep Residual Networks for Single Image
+    Super-Resolution", CVPR workshops 2017, section 3.2 and Fig. 3), 2D or 3D.
+
+    Layout: a ``kernel_size`` head convolution (in -> ``features``), ``num_blocks`` residual blocks without batch
+    normalisation (conv-ReLU-conv, the branch scaled by ``res_scale``, identity skip), a body convolution, the global
+    residual to the head output, and optionally a last convolution to ``out_channels``.
+
+    * LIIF (Chen et al., CVPR 2021) and the ArRFR paper (Yang 2025, section 3.2.3) use it with ``no_upsampling``: the
+      ``features``-channel map after the global residual is the latent grid (``out_channels=None``, the default).
+    * EDSR-baseline: 16 blocks, 64 features, ``res_scale`` 1. ArRFR: 128 features ("128-channel feature maps with the
+      same height and width as input images"), 16 blocks, one encoder per modality, 1 input channel.
+    * The RGB mean shift of the natural-image EDSR is not used (MR magnitudes normalised to [0, 1]).
+
+    With ArRFR's sizes (2D, 1 -> 128, 16 blocks): 4.87 M parameters, ``receptive_radius`` 34.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: image channels.
+        features: channels of the residual body (``n_feats``).
+        num_blocks: residual blocks (``n_resblocks``).
+        out_channels: channels of an extra last convolution, or ``None`` for the body output (``features`` channels).
+        kernel_size: convolution kernel size.
+        res_scale: residual scaling of each block (1 in EDSR-baseline; 0.1 in the large EDSR).
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        features: int = 64,
+        num_blocks: int = 16,
+        out_channels: int | None = None,
+        kernel_size: int = 3,
+        res_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        sd = _check_dims(spatial_dims)
+        if num_blocks < 0 or features < 1:
+            raise ValueError(f"num_blocks must be >= 0 and features >= 1, got {num_blocks} and {features}.")
+        self.spatial_dims = sd
+        self.head = conv_nd(sd, in_channels, features, kernel_size)
+        self.blocks = nn.Sequential(
+            *[ResidualBlock(sd, features, 2, kernel_size, last_activation=False, res_scale=res_scale)
+              for _ in range(num_blocks)]
+        )
+        self.body_conv = conv_nd(sd, features, features, kernel_size)
+        self.tail = conv_nd(sd, features, out_channels, kernel_size) if out_channels is not None else None
+        self.out_channels = int(out_channels) if out_channels is not None else int(features)
+        r = kernel_size // 2
+        self.receptive_radius = (2 + 2 * num_blocks + (1 if out_channels is not None else 0)) * r
+        # head output (global skip), the block input, its hidden activation and the sum
+        self.workspace_channels = 4 * features + (self.out_channels if out_channels is not None else 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.head(x)
+        y = self.body_conv(self.blocks(h)) + h
+        return self.tail(y) if self.tail is not None else y
+
+
+ENCODERS["edsr"] = EDSR

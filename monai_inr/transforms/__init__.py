@@ -86,3 +86,31 @@ __all__ = [
     "SaveVolumed",
     "output_path_for",
 ]
+
+from .multi_contrast_sampling import (
+    CropToMultipled,
+    ExactKSpaceCropd,
+    RandPairedScalePatchd,
+    RandSliced,
+    SelectSliced,
+    crop_or_pad_to_multiple,
+    exact_lr_size,
+    select_slice,
+    slice_affine,
+)
+
+__all__ += [
+    "CropToMultipled",
+    "ExactKSpaceCropd",
+    "RandPairedScalePatchd",
+    "RandSliced",
+    "SelectSliced",
+    "crop_or_pad_to_multiple",
+    "exact_lr_size",
+    "select_slice",
+    "slice_affine",
+]
+
+from .multiscale import DOWNSAMPLE_MODES, MultiScaleDownsampled, lr_key, lr_query_grid, make_downsampler
+
+__all__ += ["MultiScaleDownsampled", "lr_key", "lr_query_grid", "make_downsampler", "DOWNSAMPLE_MODES"]

@@ -78,7 +78,7 @@ class ArSSR(nn.Module):
     @property
     def encode_workspace_channels(self) -> int:
         """Estimated peak activation values per LR voxel while encoding (for memory planning)."""
-        return int(getattr(self.encoder, "workspace_channels", 8 * self.feature_channels)) + self.feature_channels
+        return int(getattr(self.encoder, "workspace_channels", 8 * self.feature_channels))
 
     @property
     def decode_workspace_channels(self) -> int:
@@ -109,7 +109,14 @@ class ArSSR(nn.Module):
         """
         where = coord if lookup_coord is None else lookup_coord
         feat = coords.sample_features(features, where, mode="bilinear", padding_mode="border")
-        return self.decoder(torch.cat([feat, coord.to(feat.dtype)], dim=-1))
+        dtype = feat.dtype
+        if torch.is_autocast_enabled(feat.device.type):  # build the decoder input once in the compute dtype
+            dtype = torch.get_autocast_dtype(feat.device.type)
+        c = feat.shape[-1]
+        x = torch.empty((*feat.shape[:-1], c + coord.shape[-1]), dtype=dtype, device=feat.device)
+        x[..., :c] = feat
+        x[..., c:] = coord
+        return self.decoder(x)
 
     def forward(
         self,

@@ -1,0 +1,23 @@
+"""Losses: the masked k-space loss and Dual-ArbNet's L1 + k-space objective (:mod:`.kspace`)."""
+
+from monai_inr.losses.kspace import KSpaceLoss, L1KSpaceLoss, kspace_mask
+
+__all__ = ["KSpaceLoss", "L1KSpaceLoss", "kspace_mask"]
+
+from monai_inr.losses.perceptual import (
+    ARRFR_DEFAULT_WEIGHTS,
+    FusionPerceptualLoss,
+    PerceptualStyleLoss,
+    feature_loss,
+    gram_matrix,
+    style_loss,
+)
+
+__all__ += [
+    "ARRFR_DEFAULT_WEIGHTS",
+    "FusionPerceptualLoss",
+    "PerceptualStyleLoss",
+    "feature_loss",
+    "gram_matrix",
+    "style_loss",
+]

@@ -1,0 +1,289 @@
+"""The multi-contrast INR bundle end to end at tiny size: fit, evaluate, infer, model-zoo checks, bad input, torchrun."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+
+from monai_inr import coords
+from monai_inr.data.multi_contrast import build_multi_contrast_dataset, load_multi_contrast_datalist
+from monai_inr.engines.fitting import SharedFrame
+from monai_inr.io import find_input_error
+from monai_inr.networks.nets import MultiContrastINR
+
+pytestmark = pytest.mark.xdist_group("multi_contrast_inr_bundle")
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "bundles" / "multi_contrast_inr" / "configs"
+SCHEMA = REPO / "monai_inr" / "schema" / "metadata_schema.json"
+TRAIN, EVALUATE, INFER, QUICK, HASHGRID, MULTI = (
+    str(CONFIGS / f)
+    for f in ("train.json", "evaluate.json", "inference.json", "quick.json", "hashgrid.json", "multi_gpu_train.json")
+)
+META = str(CONFIGS / "metadata.json")
+LOGGING = str(CONFIGS / "logging.conf")
+
+TINY_NET = {
+    "encoding": "fourier",
+    "encoding_kwargs": {"num_frequencies": 8, "scale": 4.0, "seed": 12},
+    "trunk_width": 16,
+    "trunk_layers": 2,
+    "head_width": 8,
+}
+TINY_DATA = {"data_spacing": 8.0, "slice_factor": 2.0, "num_eval_subjects": 1, "eval_lesion": 0.0}
+
+
+def tiny_fit(root: Path) -> dict:
+    return {"bundle_root": str(root), "epochs": 2, "batch_size": 512, "learning_rate": 0.003, "adam_eps": 1e-8,
+            "mi_points": 500, "mi_min_epochs": 1, **TINY_NET}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("mc_data")
+    datalist = build_multi_contrast_dataset(
+        data_dir, num_subjects=1, spacing=8.0, slice_factor=2.0, lesion=0.0
+    )
+    item = load_multi_contrast_datalist(datalist)[0]
+    root = tmp_path_factory.mktemp("mc_bundle")
+    overrides = {**tiny_fit(root), "contrast1": item["contrast1"], "contrast2": item["contrast2"]}
+    wf = ConfigWorkflow(config_file=[TRAIN, QUICK], meta_file=META, logging_file=LOGGING, workflow_type="train", **overrides)
+    wf.initialize()
+    wf.check_properties()
+    wf.run()
+    wf.finalize()
+    return root, data_dir, item, overrides
+
+
+def test_metadata_validates_offline():
+    verify_metadata(meta_file=META, filepath=str(SCHEMA))
+
+
+def test_configs_are_indented_json():
+    for f in CONFIGS.glob("*.json"):
+        text = f.read_text()
+        assert text == json.dumps(json.loads(text), indent=4) + "\n", f.name
+
+
+def test_training_writes_a_self_contained_state_dict(trained):
+    root, _, item, _ = trained
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    for key in ("encoding.B", "frame_affine", "fov_bounds", "intensity_range"):
+        assert key in state
+    # the stored frame is the union FOV of the two inputs
+    frame = SharedFrame.from_affine(state["frame_affine"], state["fov_bounds"])
+    hr = nib.load(item["label1"])
+    np.testing.assert_allclose(frame.lower, coords.voxel_to_world(np.full(3, -0.5), hr.affine), atol=1e-4)
+    np.testing.assert_allclose(frame.upper, coords.voxel_to_world(np.asarray(hr.shape) - 0.5, hr.affine), atol=1e-4)
+    raw = nib.load(item["contrast2"]).get_fdata()
+    np.testing.assert_allclose(state["intensity_range"][1].numpy(), [raw.min(), raw.max()], rtol=1e-5)
+    assert (root / "eval" / "tensorboard").is_dir()
+    assert not (REPO / "models").exists() and not (REPO / "eval").exists()
+
+
+def test_evaluation_writes_metrics_for_every_method(trained):
+    root, data_dir, _, overrides = trained
+    out = root / "evaluation"
+    kw = {k: v for k, v in overrides.items() if k not in ("contrast1", "contrast2")}
+    wf = ConfigWorkflow(
+        config_file=[TRAIN, EVALUATE, QUICK], meta_file=META, logging_file=LOGGING, workflow_type="eval",
+        **{**kw, **TINY_DATA, "eval_dataset_dir": str(data_dir), "output_dir": str(out)},
+    )
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    metrics = json.loads((out / "metrics.json").read_text())
+    methods = [r["method"] for r in metrics["records"]]
+    assert methods == ["cubic", "single_contrast_inr", "vanilla_inr", "split_head_inr"]
+    for r in metrics["records"]:
+        for n in ("t1w", "t2w"):
+            assert np.isfinite([r[f"psnr_{n}"], r[f"psnr_mask_{n}"], r[f"ssim_{n}"], r[f"ssim_mask_{n}"]]).all()
+        assert np.isfinite([r["eps_mi_t1w"], r["eps_mi_t2w"], r["eps_mi_joint"]]).all()
+    assert metrics["metadata"]["mi_history"]["sub-0000"]["split_head_inr"]
+    assert (out / "metrics.csv").is_file()
+    assert len(list((out / "predictions").glob("*.nii.gz"))) == 8
+
+
+def _infer(root, overrides, **kw):
+    net = {k: v for k, v in overrides.items() if k in TINY_NET}
+    wf = ConfigWorkflow(
+        config_file=[INFER, QUICK], meta_file=META, logging_file=LOGGING, workflow_type="infer",
+        **{"bundle_root": str(root), **net, **kw},
+    )
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+
+
+def test_inference_samples_both_contrasts_on_the_union_fov(trained, tmp_path):
+    root, _, item, overrides = trained
+    _infer(root, overrides, contrast1=item["contrast1"], contrast2=item["contrast2"], target_spacing=6.0,
+           output_dir=str(tmp_path))
+    outs = sorted(p.name for p in tmp_path.glob("*.nii.gz"))
+    stems = [Path(item[k]).name.replace(".nii.gz", "") for k in ("contrast1", "contrast2")]
+    assert outs == sorted(f"{s}_sr.nii.gz" for s in stems)
+    hr = nib.load(item["label1"])
+    lo_fov = coords.voxel_to_world(np.full(3, -0.5), hr.affine)
+    hi_fov = coords.voxel_to_world(np.asarray(hr.shape) - 0.5, hr.affine)
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    net = MultiContrastINR(architecture="split_head", **{k: v for k, v in TINY_NET.items() if k != "encoding"})
+    net.load_state_dict(state)
+    net.eval()
+    frame = SharedFrame.from_affine(state["frame_affine"], state["fov_bounds"])
+    for c, stem in enumerate(stems):
+        img = nib.load(str(tmp_path / f"{stem}_sr.nii.gz"))
+        # isotropic at exactly the target spacing, centred on the union FOV, edges within half a voxel of it
+        np.testing.assert_allclose(coords.spacing_from_affine(img.affine), [6.0, 6.0, 6.0], atol=1e-5)
+        shape = np.asarray(img.shape)
+        np.testing.assert_allclose(coords.voxel_to_world((shape - 1) / 2.0, img.affine), (lo_fov + hi_fov) / 2, atol=1e-4)
+        assert np.all(np.abs(coords.voxel_to_world(np.full(3, -0.5), img.affine) - lo_fov) <= 3.0 + 1e-4)
+        assert np.all(np.abs(coords.voxel_to_world(shape - 0.5, img.affine) - hi_fov) <= 3.0 + 1e-4)
+        # a voxel's value is the network at that voxel's world position, in the input's intensity units
+        ijk = np.array([[1, 2, 3], [shape[0] // 2, shape[1] // 2, shape[2] // 2]])
+        world = coords.voxel_to_world(ijk, img.affine)
+        with torch.no_grad():
+            v = net.query(torch.as_tensor(frame.world_to_normalized(world), dtype=torch.float32))[:, c].clamp(0, 1)
+        lo, hi = state["intensity_range"][c].tolist()
+        np.testing.assert_allclose(img.get_fdata()[tuple(ijk.T)], v.numpy() * (hi - lo) + lo, rtol=1e-4, atol=1e-4 * hi)
+
+
+def _write_bad(tmp_path, item, case):
+    src = nib.load(item["contrast1"])
+    p = tmp_path / f"{case}.nii.gz"
+    if case == "4d":
+        img = nib.Nifti1Image(np.random.rand(6, 6, 6, 2).astype(np.float32), src.affine)
+    elif case == "nan":
+        data = src.get_fdata().astype(np.float32)
+        data[1, 1, 1] = np.nan
+        img = nib.Nifti1Image(data, src.affine)
+    elif case == "no_overlap":
+        far = src.affine.copy()
+        far[:3, 3] += 1000.0
+        img = nib.Nifti1Image(src.get_fdata().astype(np.float32), far)
+    elif case in ("no_affine", "zero_voxel"):
+        hdr = src.header.copy()
+        hdr["qform_code"] = 0
+        hdr["sform_code"] = 0 if case == "no_affine" else 1
+        if case == "zero_voxel":
+            hdr["srow_x"] = [0.0, 0.0, 0.0, float(src.affine[0, 3])]
+        img = nib.Nifti1Image(src.get_fdata().astype(np.float32), None, header=hdr)
+    else:
+        raise ValueError(case)
+    nib.save(img, str(p))
+    return str(p)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no_overlap", "do not overlap"),
+        ("4d", "expected a 3D image but got 4D"),
+        ("no_affine", "no scanner geometry"),
+        ("zero_voxel", "zero voxel size"),
+        ("nan", "NaN or Inf"),
+        ("missing", "file not found"),
+    ],
+)
+def test_bad_training_input_fails_with_one_sentence_and_writes_nothing(trained, tmp_path, case, message):
+    _, _, item, _ = trained
+    root = tmp_path / "root"
+    c1 = str(tmp_path / "absent.nii.gz") if case == "missing" else _write_bad(tmp_path, item, case)
+    kw = {**tiny_fit(root), "contrast1": c1, "contrast2": item["contrast2"]}
+    with pytest.raises(Exception) as err:
+        wf = ConfigWorkflow(config_file=[TRAIN, QUICK], meta_file=META, logging_file=LOGGING, workflow_type="train", **kw)
+        wf.initialize()
+        wf.run()
+    sentence = str(find_input_error(err.value))
+    assert message in sentence and "\n" not in sentence and sentence.endswith("."), sentence
+    assert not root.exists() or not any(root.rglob("*.pt"))
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("spacing0", "target_spacing must be positive"),
+        ("negative", "target_spacing must be positive"),
+        ("huge", "memory budget"),
+        ("no_ckpt", "checkpoint not found"),
+        ("other_net", "checkpoint of another network"),
+    ],
+)
+def test_bad_inference_input_fails_with_one_sentence_and_writes_nothing(trained, tmp_path, case, message):
+    root, _, _, overrides = trained
+    kw = {"target_spacing": 6.0, "output_dir": str(tmp_path / "out")}
+    if case == "spacing0":
+        kw["target_spacing"] = 0.0
+    elif case == "negative":
+        kw["target_spacing"] = [1.0, -1.0, 1.0]
+    elif case == "huge":
+        kw["target_spacing"] = 0.01
+    elif case == "no_ckpt":
+        kw["ckpt_path"] = str(tmp_path / "nothing.pt")
+    elif case == "other_net":
+        other = tmp_path / "other.pt"
+        torch.save(torch.nn.Linear(3, 2).state_dict(), other)
+        kw["ckpt_path"] = str(other)
+    with pytest.raises(Exception) as err:
+        _infer(root, overrides, **kw)
+    sentence = str(find_input_error(err.value))
+    assert message in sentence and "\n" not in sentence and sentence.endswith("."), sentence
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
+    root, _, _, overrides = trained
+    net = {k: v for k, v in overrides.items() if k in TINY_NET}
+    verify_net_in_out(net_id="network_def", meta_file=META, config_file=[INFER, QUICK], device="cpu", n=1, any=8, **net)
+    ts = tmp_path / "model.ts"
+    ckpt_export(
+        net_id="network_def", filepath=str(ts), ckpt_file=str(root / "models" / "model.pt"), meta_file=META,
+        config_file=[INFER, QUICK], bundle_root=str(root), use_trace=True, input_shape=[1, 3, 8], **net,
+    )
+    exported = torch.jit.load(str(ts))
+    x = torch.rand(1, 3, 5) * 2 - 1
+    ref = MultiContrastINR(**{k: v for k, v in TINY_NET.items() if k != "encoding"})
+    ref.load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True))
+    torch.testing.assert_close(exported(x), ref.eval()(x), atol=1e-5, rtol=1e-5)
+
+
+def test_hashgrid_profile_fits(trained, tmp_path):
+    _, _, item, _ = trained
+    root = tmp_path / "hg"
+    kw = {
+        "bundle_root": str(root), "contrast1": item["contrast1"], "contrast2": item["contrast2"], "epochs": 1,
+        "batch_size": 4096, "mi_points": 500,
+        "encoding_kwargs": {"num_levels": 4, "features_per_level": 2, "log2_table_size": 12, "base_resolution": 4,
+                            "max_resolution": 32},
+    }
+    wf = ConfigWorkflow(config_file=[TRAIN, HASHGRID], meta_file=META, logging_file=LOGGING, workflow_type="train", **kw)
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert "encoding.embeddings" in state
+
+
+@pytest.mark.slow
+def test_multi_gpu_config_runs_under_torchrun_with_gloo(trained, tmp_path):
+    _, _, item, overrides = trained
+    root = tmp_path / "ddp"
+    root.mkdir()
+    args = {**overrides, "bundle_root": str(root), "epochs": 1}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
+           "-m", "monai.bundle", "run", "training", "--config_file", json.dumps([TRAIN, QUICK, MULTI]),
+           "--meta_file", META, "--logging_file", LOGGING]
+    for k, v in args.items():
+        cmd += [f"--{k}", json.dumps(v) if not isinstance(v, str) else v]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in state) and "frame_affine" in state
