@@ -76,10 +76,7 @@ def _run(wf):
     wf.finalize()
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("arrfr")
-    data_dir = tmp_path_factory.mktemp("sodium")
+def _build(root: Path, data_dir: Path) -> dict:
     overrides = tiny_overrides(root, data_dir)
     wf = _workflow([TRAIN, QUICK], "train", "pretraining", **overrides)
     wf.initialize()
@@ -87,6 +84,27 @@ def trained(tmp_path_factory):
     wf.run()
     wf.finalize()
     _run(_workflow([TRAIN, QUICK], "train", "training", **overrides))
+    return overrides
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, worker_id):
+    """The dataset and the trained bundle, built once per test session. Under pytest-xdist the workers share one build
+    (a file lock in the session's common temporary folder): with pytest 9.2 / xdist 3.8 the ``xdist_group`` mark does
+    not keep this module's tests on one worker, so a per-worker fixture would build everything twice."""
+    if worker_id == "master":
+        root, data_dir = tmp_path_factory.mktemp("arrfr"), tmp_path_factory.mktemp("sodium")
+        return root, data_dir, _build(root, data_dir)
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent / "arrfr_bundle_shared"
+    shared.mkdir(exist_ok=True)
+    root, data_dir, done = shared / "bundle", shared / "sodium", shared / "done.json"
+    with FileLock(str(shared / "build.lock")):
+        if done.is_file():
+            return root, data_dir, json.loads(done.read_text())
+        overrides = _build(root, data_dir)
+        done.write_text(json.dumps(overrides))
     return root, data_dir, overrides
 
 

@@ -27,11 +27,13 @@ def test_unfold_matches_torch_unfold_and_3d_kernel_layout():
 
 
 @pytest.mark.parametrize(
-    "dims, unfold, ensemble, cell", [(2, True, True, True), (2, False, True, False), (2, True, False, True), (3, True, True, True)]
+    "dims, unfold, ensemble, cell",
+    [(2, True, True, True), (2, False, True, False), (2, True, False, True), (3, True, True, True)],
 )
 def test_factorised_first_layer_equals_explicit_unfolding(dims, unfold, ensemble, cell):
     torch.manual_seed(0)
-    dec = LIIFDecoder(3, 2, 8, 4, spatial_dims=dims, feat_unfold=unfold, local_ensemble=ensemble, cell_decode=cell).double()
+    dec = LIIFDecoder(3, 2, 8, 4, spatial_dims=dims, feat_unfold=unfold, local_ensemble=ensemble, cell_decode=cell)
+    dec = dec.double()
     shape = (4, 6) if dims == 2 else (3, 4, 5)
     feats = torch.randn(2, 3, *shape, dtype=torch.float64)
     q = torch.rand(2, 40, dims, dtype=torch.float64) * 2 - 1
@@ -44,7 +46,8 @@ def test_paper_decoder_sizes():
     dec = LIIFDecoder(256, 1, 128, 5)
     assert dec.first.in_features == 9 * 256 + 2 + 2 == 2308
     linear = [m for m in dec.modules() if isinstance(m, torch.nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in linear] == [(2308, 128), (128, 128), (128, 128), (128, 128), (128, 1)]
+    sizes = [(m.in_features, m.out_features) for m in linear]
+    assert sizes == [(2308, 128), (128, 128), (128, 128), (128, 128), (128, 1)]
     assert sum(isinstance(m, torch.nn.ReLU) for m in dec.modules()) == 4
 
 

@@ -61,13 +61,15 @@ def test_fusion_loss_weights_components_and_frozen_vgg():
 
 def test_custom_weights_and_layers():
     vgg = VGG16(width=2)
-    loss = FusionPerceptualLoss(vgg, {"style_sodium": 1.0}, feature_layers=["relu1_2", "relu3_3"], style_layers=["relu1_2"])
+    loss = FusionPerceptualLoss(vgg, {"style_sodium": 1.0}, feature_layers=["relu1_2", "relu3_3"],
+                                style_layers=["relu1_2"])
     assert loss.weights["style_sodium"] == 1.0 and loss.weights["feature_sodium"] == 6.0
     x, y = torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16)
     f = dict(zip(["relu1_2", "relu3_3"], vgg.extract(x, ["relu1_2", "relu3_3"])))
     g = dict(zip(["relu1_2", "relu3_3"], vgg.extract(y, ["relu1_2", "relu3_3"])))
     c = loss.components(x, y, y)
-    assert torch.allclose(c["feature_sodium"], feature_loss(f["relu1_2"], g["relu1_2"]) + feature_loss(f["relu3_3"], g["relu3_3"]))
+    expected = feature_loss(f["relu1_2"], g["relu1_2"]) + feature_loss(f["relu3_3"], g["relu3_3"])
+    assert torch.allclose(c["feature_sodium"], expected)
     with pytest.raises(ValueError, match="unknown loss weight"):
         FusionPerceptualLoss(vgg, {"pixel": 1.0})
     with pytest.raises(ValueError, match="at least one positive"):

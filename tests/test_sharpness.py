@@ -63,7 +63,8 @@ def test_flips_transposition_and_intensity_scaling(slices):
     for t in (img[::-1], img[:, ::-1], img.T):
         assert psi(t) == pytest.approx(p, rel=0.15)  # the 32 x 32 block grid moves with the image
         assert lpc_si(t) == pytest.approx(q, abs=1e-3)
-    # PSI is (up to ties) invariant to positive affine intensity changes; LPC-SI's constant C is in 8-bit units (data_range)
+    # PSI is (up to ties) invariant to positive affine intensity changes; LPC-SI's constant C is in 8-bit units
+    # (data_range)
     assert psi(3 * img + 1) == pytest.approx(p, rel=0.05)  # equal up to floating-point tie-breaking in the thinning
     assert lpc_si(3 * img, data_range=3.0) == pytest.approx(q, abs=1e-9)
     half = lpc_si(0.5 * img, data_range=1.0)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from monai_inr.io import InputError, load_volume, save_nifti
+from monai_inr.io import InputError, load_volume, read_nifti, save_nifti
 
 __all__ = ["build_sodium_dataset", "volume_entries", "truth_paths", "TRUTH_KINDS"]
 
@@ -83,7 +83,9 @@ def build_sodium_dataset(
     if datalist.is_file():
         return str(datalist)
     if num_healthy < 1:
-        raise InputError(f"the sodium dataset needs at least one healthy (training) subject, got num_healthy={num_healthy}.")
+        raise InputError(
+            f"the sodium dataset needs at least one healthy (training) subject, got num_healthy={num_healthy}."
+        )
     from preprocessing.pipeline import run_all, run_simulate
     from preprocessing.prepare import PrepareConfig, build_datalist, pad_or_crop
     from preprocessing.registration import RegistrationConfig
@@ -105,12 +107,10 @@ def build_sodium_dataset(
         _, ref_aff = load_volume(res["upsampled"])
         targets = truth_paths(deriv / f"sub-{sub}", cube)
         for kind, (raw_key, _, dtype) in TRUTH_KINDS.items():
-            import nibabel as nib
-
-            img = nib.load(str(paths[raw_key]))
-            if not np.allclose(img.affine, ref_aff, atol=1e-3):
+            data, affine = read_nifti(paths[raw_key])
+            if not np.allclose(affine, ref_aff, atol=1e-3):
                 raise InputError(f"{paths[raw_key]}: the simulation truth is not on the up-sampled sodium grid.")
-            arr, aff, _ = pad_or_crop(np.asarray(img.dataobj), img.affine, cube)
+            arr, aff, _ = pad_or_crop(data, affine, cube)
             save_nifti(arr, aff, targets[kind], dtype=dtype)
     build_datalist(deriv, val_fraction=val_fraction, seed=seed)
     return str(datalist)

@@ -40,7 +40,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Randomizable
 
 from monai_inr.engines.checks import as_file_list, load_checkpoint
-from monai_inr.io import InputError
+from monai_inr.io import InputError, read_nifti
 from monai_inr.transforms.multiscale import DOWNSAMPLE_MODES, lr_key, lr_query_grid
 
 __all__ = [
@@ -90,7 +90,8 @@ def _subsample(items: list, max_items: int | None, seed: int) -> list:
     if max_items is None or max_items <= 0 or len(items) <= max_items:
         return items
     rng = random.Random(seed)
-    return sorted(rng.sample(items, int(max_items)), key=lambda e: (e.get("subject", ""), e.get("plane", ""), e.get("slice", 0)))
+    picked = rng.sample(items, int(max_items))
+    return sorted(picked, key=lambda e: (e.get("subject", ""), e.get("plane", ""), e.get("slice", 0)))
 
 
 def fusion_items(
@@ -192,7 +193,9 @@ class PretextLabeld(Randomizable, MapTransform):
             img = d[key]
             rotated = torch.rot90(img.as_tensor() if isinstance(img, MetaTensor) else torch.as_tensor(img), self._k,
                                   dims=(-2, -1)).contiguous()
-            d[key] = MetaTensor(rotated, meta=dict(getattr(img, "meta", {}))) if isinstance(img, MetaTensor) else rotated
+            if isinstance(img, MetaTensor):
+                rotated = MetaTensor(rotated, meta=dict(img.meta))
+            d[key] = rotated
         d[self.label_key] = self._k
         return d
 
@@ -327,7 +330,8 @@ class ArRFRStep:
         n = len(self.scales)
         out: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=device)
-        sums = {k: torch.zeros((), device=device) for k in ("feature_sodium", "style_sodium", "feature_t2w", "style_t2w")}
+        terms = ("feature_sodium", "style_sodium", "feature_t2w", "style_t2w")
+        sums = {k: torch.zeros((), device=device) for k in terms}
         for k in self.scales:
             na_m = batchdata[lr_key(self.degraded_key, k)]
             na = _plain(na_m, device)
@@ -360,37 +364,23 @@ class ArRFRStep:
 
 
 # ------------------------------------------------------------------------------------------------------- inference
-def _read_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype, np.ndarray]:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: file not found.")
-    try:
-        img = nib.load(str(p))
-        shape = tuple(int(n) for n in img.shape)
-        dtype = img.get_data_dtype()
-    except Exception as e:
-        raise InputError(f"{p}: not a readable NIfTI image ({type(e).__name__}).") from e
-    return shape, dtype, np.asarray(img.affine, dtype=np.float64)
-
-
-def _is_complex(shape: Sequence[int], dtype: np.dtype) -> str | None:
-    if np.issubdtype(dtype, np.complexfloating):
-        return f"complex dtype {dtype}"
-    if len(shape) in (4, 5) and int(shape[-1]) == 2:
+def _complex_layout(data: np.ndarray) -> str | None:
+    if np.iscomplexobj(data):
+        return f"complex dtype {data.dtype}"
+    if data.ndim in (4, 5) and int(data.shape[-1]) == 2:
         return "2 channels (real, imaginary)"
     return None
 
 
 def _magnitude_array(path: str | os.PathLike, complex_mode: str, what: str) -> tuple[np.ndarray, np.ndarray]:
     p = Path(path)
-    shape, dtype, affine = _read_header(p)
-    cx = _is_complex(shape, dtype)
+    data, affine = read_nifti(p)
+    cx = _complex_layout(data)
     if cx is not None and complex_mode != "magnitude":
         raise InputError(
             f"{p}: the {what} image is complex ({cx}) but ArRFR expects a magnitude image (the paper keeps only the "
             f"sodium magnitude); pass its magnitude or set --complex_sodium magnitude to convert it."
         )
-    data = np.asarray(nib.load(str(p)).dataobj)
     if np.iscomplexobj(data):
         data = np.abs(data)
     elif cx is not None:
@@ -439,8 +429,8 @@ class LoadMagnituded(MapTransform):
 def resolve_slice_axis(path: str | os.PathLike, slice_axis: int | None = None, plane: str | None = None) -> int:
     """Axis the 3D volume is sliced along: the singleton axis of a ``(H, W, 1)``-like file, else the axis of
     ``plane`` (``"sagittal"``/``"coronal"``/``"axial"`` from the affine's orientation), else ``slice_axis``."""
-    shape, _, affine = _read_header(path)
-    shape = tuple(shape[:3]) if len(shape) >= 3 else tuple(shape) + (1,)
+    data, affine = read_nifti(path)
+    shape = tuple(int(n) for n in data.shape[:3]) if data.ndim >= 3 else tuple(int(n) for n in data.shape) + (1,)
     singles = [d for d in range(3) if shape[d] == 1]
     if len(singles) == 1:
         return singles[0]
@@ -483,7 +473,9 @@ def validate_sodium_t2w(
     if len(t2_files) == 1 and len(na_files) > 1:
         t2_files = t2_files * len(na_files)
     if len(t2_files) != len(na_files):
-        raise InputError(f"{len(na_files)} sodium images but {len(t2_files)} T2w images; give one T2w per sodium image.")
+        raise InputError(
+            f"{len(na_files)} sodium images but {len(t2_files)} T2w images; give one T2w per sodium image."
+        )
     pairs = []
     for na, t2 in zip(na_files, t2_files):
         a, aa = _magnitude_array(na, complex_sodium, "sodium")
@@ -495,8 +487,8 @@ def validate_sodium_t2w(
             )
         if not np.allclose(aa, ba, atol=atol_mm):
             raise InputError(
-                f"{t2}: the T2w affine does not match the sodium affine of {na} (unaligned grids); register and resample "
-                f"the T2w onto the sodium first."
+                f"{t2}: the T2w affine does not match the sodium affine of {na} (unaligned grids); register and "
+                f"resample the T2w onto the sodium first."
             )
         pairs.append({"image": na, "reference": t2})
     return pairs

@@ -70,7 +70,9 @@ def linear_fit(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
     return {"slope": float(slope), "intercept": float(intercept), "r2": float(r2), "n": n}
 
 
-def select_slices(volume: np.ndarray, axis: int, count: int, min_relative: float = 0.5, threshold: float = 0.05) -> list[int]:
+def select_slices(
+    volume: np.ndarray, axis: int, count: int, min_relative: float = 0.5, threshold: float = 0.05
+) -> list[int]:
     """``count`` slice indices along ``axis`` at the centres of ``count`` equal parts of the slices whose foreground
     (``> threshold * max``) covers at least ``min_relative`` of the largest foreground (one slice: the middle one)."""
     fg = (volume > threshold * float(volume.max())).mean(axis=tuple(d for d in range(3) if d != axis))
@@ -261,7 +263,8 @@ class ArRFREvaluationStep:
 
     def _roi(self, net, device, subject, na, t2, labels) -> list[dict]:
         rng = np.random.default_rng(self.seed + self._count)
-        noise = RandRicianNoise(prob=1.0, std=self.noise_std, sample_std=False, value_range=(0.0, 1.0), renormalize=True)
+        noise = RandRicianNoise(prob=1.0, std=self.noise_std, sample_std=False, value_range=(0.0, 1.0),
+                                renormalize=True)
         noise.set_random_state(seed=int(self.seed + self._count))
         if labels is not None:
             rois = {"CSF": labels == LABEL_CSF, "tumour": labels == LABEL_TUMOUR}
@@ -538,7 +541,10 @@ def _table(rows: list[dict], keys: Sequence[str]) -> list[str]:
         for k in keys:
             v = np.array([r.get(k, math.nan) for r in rs], dtype=np.float64)
             v = v[np.isfinite(v)]
-            cells.append("n/a" if not v.size else (f"{v.mean():.4f}" if v.size < 2 else f"{v.mean():.4f} ± {v.std(ddof=1):.4f}"))
+            if not v.size:
+                cells.append("n/a")
+            else:
+                cells.append(f"{v.mean():.4f}" if v.size < 2 else f"{v.mean():.4f} ± {v.std(ddof=1):.4f}")
         lines.append(f"| {scale:g} | {method} | " + " | ".join(cells) + f" | {len(rs)} |")
     return lines
 

@@ -174,5 +174,7 @@ class FusionPerceptualLoss(PerceptualStyleLoss):
         out["loss"] = sum(self.weights[k] * out[k] for k in ARRFR_DEFAULT_WEIGHTS)
         return out
 
-    def forward(self, pred: torch.Tensor, sodium: torch.Tensor, t2w: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        self, pred: torch.Tensor, sodium: torch.Tensor, t2w: torch.Tensor
+    ) -> torch.Tensor:
         return self.components(pred, sodium, t2w)["loss"]

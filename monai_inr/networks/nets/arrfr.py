@@ -173,7 +173,7 @@ class ArRFR(nn.Module):
         ref_coord: torch.Tensor | None = None,
         ref_scale: float | None = None,
     ) -> torch.Tensor:
-        """See the class docstring. ``ref_scale`` (from the slice-wise inferer) is ignored: both inputs share one grid."""
+        """See the class docstring; ``ref_scale`` (from the slice-wise inferer) is ignored: both inputs share a grid."""
         if ref_coord is not None:
             raise InputError(
                 "the T2w does not lie on the sodium grid (different field of view or unaligned affines); register "
