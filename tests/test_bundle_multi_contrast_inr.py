@@ -1,4 +1,5 @@
-"""The multi-contrast INR bundle end to end at tiny size: fit, evaluate, infer, model-zoo checks, bad input, torchrun."""
+"""The multi-contrast INR bundle end to end at tiny size: fit, evaluate, infer, model-zoo checks, bad input,
+torchrun."""
 
 import json
 import os
@@ -30,6 +31,13 @@ TRAIN, EVALUATE, INFER, QUICK, HASHGRID, MULTI = (
 META = str(CONFIGS / "metadata.json")
 LOGGING = str(CONFIGS / "logging.conf")
 
+
+def workflow(config_file, workflow_type="train", **overrides):
+    return ConfigWorkflow(
+        config_file=config_file, meta_file=META, logging_file=LOGGING, workflow_type=workflow_type, **overrides
+    )
+
+
 TINY_NET = {
     "encoding": "fourier",
     "encoding_kwargs": {"num_frequencies": 8, "scale": 4.0, "seed": 12},
@@ -54,7 +62,7 @@ def trained(tmp_path_factory):
     item = load_multi_contrast_datalist(datalist)[0]
     root = tmp_path_factory.mktemp("mc_bundle")
     overrides = {**tiny_fit(root), "contrast1": item["contrast1"], "contrast2": item["contrast2"]}
-    wf = ConfigWorkflow(config_file=[TRAIN, QUICK], meta_file=META, logging_file=LOGGING, workflow_type="train", **overrides)
+    wf = workflow([TRAIN, QUICK], **overrides)
     wf.initialize()
     wf.check_properties()
     wf.run()
@@ -143,7 +151,8 @@ def test_inference_samples_both_contrasts_on_the_union_fov(trained, tmp_path):
         # isotropic at exactly the target spacing, centred on the union FOV, edges within half a voxel of it
         np.testing.assert_allclose(coords.spacing_from_affine(img.affine), [6.0, 6.0, 6.0], atol=1e-5)
         shape = np.asarray(img.shape)
-        np.testing.assert_allclose(coords.voxel_to_world((shape - 1) / 2.0, img.affine), (lo_fov + hi_fov) / 2, atol=1e-4)
+        centre = coords.voxel_to_world((shape - 1) / 2.0, img.affine)
+        np.testing.assert_allclose(centre, (lo_fov + hi_fov) / 2, atol=1e-4)
         assert np.all(np.abs(coords.voxel_to_world(np.full(3, -0.5), img.affine) - lo_fov) <= 3.0 + 1e-4)
         assert np.all(np.abs(coords.voxel_to_world(shape - 0.5, img.affine) - hi_fov) <= 3.0 + 1e-4)
         # a voxel's value is the network at that voxel's world position, in the input's intensity units
@@ -190,15 +199,19 @@ def _write_bad(tmp_path, item, case):
         ("zero_voxel", "zero voxel size"),
         ("nan", "NaN or Inf"),
         ("missing", "file not found"),
+        ("only_one", "no file given"),
     ],
 )
 def test_bad_training_input_fails_with_one_sentence_and_writes_nothing(trained, tmp_path, case, message):
     _, _, item, _ = trained
     root = tmp_path / "root"
-    c1 = str(tmp_path / "absent.nii.gz") if case == "missing" else _write_bad(tmp_path, item, case)
+    if case in ("missing", "only_one"):
+        c1 = "" if case == "only_one" else str(tmp_path / "absent.nii.gz")
+    else:
+        c1 = _write_bad(tmp_path, item, case)
     kw = {**tiny_fit(root), "contrast1": c1, "contrast2": item["contrast2"]}
     with pytest.raises(Exception) as err:
-        wf = ConfigWorkflow(config_file=[TRAIN, QUICK], meta_file=META, logging_file=LOGGING, workflow_type="train", **kw)
+        wf = workflow([TRAIN, QUICK], **kw)
         wf.initialize()
         wf.run()
     sentence = str(find_input_error(err.value))
@@ -254,21 +267,21 @@ def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
     torch.testing.assert_close(exported(x), ref.eval()(x), atol=1e-5, rtol=1e-5)
 
 
-def test_hashgrid_profile_fits(trained, tmp_path):
-    _, _, item, _ = trained
+def test_hashgrid_profile_fits_a_synthetic_subject_without_inputs(tmp_path):
     root = tmp_path / "hg"
     kw = {
-        "bundle_root": str(root), "contrast1": item["contrast1"], "contrast2": item["contrast2"], "epochs": 1,
-        "batch_size": 4096, "mi_points": 500,
+        "bundle_root": str(root), "data_spacing": 8.0, "slice_factor": 2.0, "epochs": 1, "batch_size": 4096,
+        "mi_points": 500,
         "encoding_kwargs": {"num_levels": 4, "features_per_level": 2, "log2_table_size": 12, "base_resolution": 4,
                             "max_resolution": 32},
     }
-    wf = ConfigWorkflow(config_file=[TRAIN, HASHGRID], meta_file=META, logging_file=LOGGING, workflow_type="train", **kw)
+    wf = workflow([TRAIN, HASHGRID], **kw)
     wf.initialize()
     wf.run()
     wf.finalize()
     state = torch.load(root / "models" / "model.pt", weights_only=True)
     assert "encoding.embeddings" in state
+    assert len(list((root / "data" / "synthetic_subject").glob("*acq-*.nii.gz"))) == 2
 
 
 @pytest.mark.slow

@@ -92,7 +92,8 @@ def test_hash_grid_interpolates_and_keeps_leading_dims():
 
 def test_get_encoding_and_errors():
     assert isinstance(get_encoding("Fourier", num_frequencies=4), FourierFeatures)
-    assert isinstance(get_encoding("hash_grid", num_levels=2, log2_table_size=8, base_resolution=4, max_resolution=8), HashGridEncoding)
+    hg = get_encoding("hash_grid", num_levels=2, log2_table_size=8, base_resolution=4, max_resolution=8)
+    assert isinstance(hg, HashGridEncoding)
     with pytest.raises(ValueError, match="unknown encoding"):
         get_encoding("siren")
     with pytest.raises(ValueError):

@@ -97,7 +97,8 @@ def test_shared_frame_follows_an_oblique_flipped_reference():
     assert shape == (16, 18, 15)
     np.testing.assert_allclose(aff[:3, :3], rot @ np.diag([-1.0, 1.0, 1.0]), atol=1e-12)
     # the output covers the same box as the input: corners coincide
-    np.testing.assert_allclose(coords.voxel_to_world(np.full(3, -0.5), aff), coords.voxel_to_world(np.full(3, -0.5), a1))
+    corner = np.full(3, -0.5)
+    np.testing.assert_allclose(coords.voxel_to_world(corner, aff), coords.voxel_to_world(corner, a1))
 
 
 def test_contrast_pair_samples_are_the_voxel_centres(pair_files):
@@ -113,7 +114,8 @@ def test_contrast_pair_samples_are_the_voxel_centres(pair_files):
     for c in range(2):
         n = pair.coordinates(c).double().numpy()
         ijk = np.stack(np.unravel_index(np.arange(len(n)), pair.shapes[c]), -1)
-        np.testing.assert_allclose(pair.frame.normalized_to_world(n), coords.voxel_to_world(ijk, pair.affines[c]), atol=1e-4)
+        world = coords.voxel_to_world(ijk, pair.affines[c])
+        np.testing.assert_allclose(pair.frame.normalized_to_world(n), world, atol=1e-4)
     ds = pair.dataset()
     assert len(ds) == 16 * 18 * 7 + 16 * 6 * 14
     t = ds.target
@@ -174,10 +176,10 @@ def test_resample_matches_cell_centred_resize():
     a_lr = _affine((2.0, 2.0, 3.0))
     shape = (12, 14, 12)
     a_hr = coords.fov_affine(a_lr, lr.shape, shape)
-    np.testing.assert_allclose(resample_to_grid(lr, a_lr, shape, a_hr, order=3), resize_cell_centred(lr, shape, order=3),
-                               atol=1e-5)
-    np.testing.assert_allclose(resample_to_grid(lr, a_lr, shape, a_hr, order=1), resize_cell_centred(lr, shape, order=1),
-                               atol=1e-5)
+    for order in (3, 1):
+        np.testing.assert_allclose(
+            resample_to_grid(lr, a_lr, shape, a_hr, order=order), resize_cell_centred(lr, shape, order=order), atol=1e-5
+        )
 
 
 def test_fit_predict_infer_and_save(pair_files, tmp_path):
@@ -210,7 +212,8 @@ def test_fit_predict_infer_and_save(pair_files, tmp_path):
         img = nib.load(str(tmp_path / f"{name}_sr.nii.gz"))
         np.testing.assert_allclose(img.affine, aff, atol=1e-5)
         lo, hi = pair.intensity_range[c]
-        np.testing.assert_allclose(img.get_fdata(), np.clip(grid[c].numpy(), 0, 1) * (hi - lo) + lo, rtol=1e-4, atol=1e-4)
+        expected = np.clip(grid[c].numpy(), 0, 1) * (hi - lo) + lo
+        np.testing.assert_allclose(img.get_fdata(), expected, rtol=1e-4, atol=1e-4)
     check_fitted_geometry(net, f1, f2)
     with pytest.raises(InputError, match="memory budget"):
         MultiContrastGridInferer(memory_budget_gb=0.001).plan(net, 0.1)

@@ -21,8 +21,9 @@ def test_pairs_keep_the_fov_with_thick_axial_and_coronal_slices(tmp_path):
     np.testing.assert_allclose(coords.spacing_from_affine(c1.affine), sp * n / np.asarray(c1.shape), rtol=1e-5)
     for img in (c1, c2):  # same field of view as the ground truth
         for edge_lr, edge_gt in ((np.full(3, -0.5), np.full(3, -0.5)), (np.asarray(img.shape) - 0.5, n - 0.5)):
-            np.testing.assert_allclose(coords.voxel_to_world(edge_lr, img.affine), coords.voxel_to_world(edge_gt, gt.affine),
-                                       atol=1e-4)
+            np.testing.assert_allclose(
+                coords.voxel_to_world(edge_lr, img.affine), coords.voxel_to_world(edge_gt, gt.affine), atol=1e-4
+            )
     # box profile: a thick axial slice is the mean of the ground-truth voxels it covers
     hr = gt.get_fdata()
     np.testing.assert_allclose(c1.get_fdata()[..., 0], hr[..., 0:2].mean(-1), atol=1e-5)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from monai_inr.io import InputError, save_nifti
 
-__all__ = ["build_multi_contrast_dataset", "load_multi_contrast_datalist", "ORIENTATION_AXES"]
+__all__ = ["build_multi_contrast_dataset", "load_multi_contrast_datalist", "input_pair", "ORIENTATION_AXES"]
 
 #: thick-slice axis of each named orientation for RAS arrays (i, j, k) = (x, y, z)
 ORIENTATION_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
@@ -132,8 +133,10 @@ def build_multi_contrast_dataset(
             f"{orientations[0]} (contrast 1) and {orientations[1]} (contrast 2)",
         },
     }
-    tmp = path.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(doc, indent=2))
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".datalist.", suffix=".json.partial")  # unique: DDP ranks may race
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(doc, indent=2))
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
 
@@ -147,3 +150,31 @@ def load_multi_contrast_datalist(path: str | os.PathLike, split: str = "test") -
     if not items:
         raise InputError(f"{p}: no items in the {split!r} split.")
     return items
+
+
+def input_pair(
+    contrast1: str | os.PathLike | None,
+    contrast2: str | os.PathLike | None,
+    synthetic_dir: str | os.PathLike,
+    **kwargs: Any,
+) -> tuple[str, str]:
+    """The two contrast files of a fit: the given ones, or (both empty) a synthetic subject built on first use.
+
+    With neither ``contrast1`` nor ``contrast2`` given, :func:`build_multi_contrast_dataset` writes one subject with a
+    tumour to ``synthetic_dir`` (``kwargs``: ``spacing``, ``slice_factor``, ``profile``, ``seed``, ...) and its two
+    thick-slice scans are returned; this is what ``train.json`` fits when run without inputs.
+
+    Raises:
+        InputError: only one of the two contrasts is given.
+    """
+    given = [bool(c is not None and str(c).strip()) for c in (contrast1, contrast2)]
+    if all(given):
+        return str(contrast1), str(contrast2)
+    if any(given):
+        missing = "contrast2" if given[0] else "contrast1"
+        raise InputError(
+            f"{missing}: no file given; pass both --contrast1 and --contrast2 (or neither for a synthetic subject)."
+        )
+    opts = {"num_subjects": 1, "lesion": 1.0, **kwargs}
+    (item,) = load_multi_contrast_datalist(build_multi_contrast_dataset(synthetic_dir, **opts))[:1]
+    return item["contrast1"], item["contrast2"]

@@ -199,8 +199,10 @@ class SharedFrame:
     @classmethod
     def from_affine(cls, frame_affine: Any, fov_bounds: Any) -> SharedFrame:
         """Inverse of :attr:`affine` / :attr:`fov_bounds` (the buffers stored in a fitted network)."""
-        a = np.asarray(frame_affine.detach().cpu() if isinstance(frame_affine, torch.Tensor) else frame_affine, np.float64)
-        b = np.asarray(fov_bounds.detach().cpu() if isinstance(fov_bounds, torch.Tensor) else fov_bounds, np.float64)
+        def as_np(v):
+            return np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, np.float64)
+
+        a, b = as_np(frame_affine), as_np(fov_bounds)
         half = float(np.linalg.norm(a[:3, 0]))
         r = a[:3, :3] / half
         centre = r.T @ a[:3, 3]
@@ -314,7 +316,8 @@ class ContrastPair:
             if m is not None and str(m).strip():
                 self.masks.append(_load_mask(m, self.images[c].shape, self.affines[c], arg))
             else:
-                self.masks.append(foreground_mask(self.images[c], mask_threshold, name=f"contrast{c + 1} ({self.paths[c]})"))
+                name = f"contrast{c + 1} ({self.paths[c]})"
+                self.masks.append(foreground_mask(self.images[c], mask_threshold, name=name))
         self.overlap = self._check_overlap()
         self.frame = SharedFrame.from_grids([(im.shape, a) for im, a in zip(self.images, self.affines)], reference)
 
@@ -828,13 +831,18 @@ def check_fitted_geometry(
         while len(shape) > 3 and shape[-1] == 1:
             shape = shape[:-1]
         if len(shape) != 3:
-            raise InputError(f"{arg} ({p}): expected a 3D image but got {len(shape)}D data of shape {tuple(img.shape)}.")
+            raise InputError(
+                f"{arg} ({p}): expected a 3D image but got {len(shape)}D data of shape {tuple(img.shape)}."
+            )
         grids.append((shape, _header_affine(img, f"{arg} ({p})")))
     expected = SharedFrame.from_grids(grids)
     net = _unwrap(network)
     stored = SharedFrame.from_affine(net.frame_affine, net.fov_bounds)
-    if not (np.allclose(expected.affine, stored.affine, atol=atol_mm) and np.allclose(expected.lower, stored.lower, atol=atol_mm)
-            and np.allclose(expected.upper, stored.upper, atol=atol_mm)):
+    same = all(
+        np.allclose(a, b, atol=atol_mm)
+        for a, b in ((expected.affine, stored.affine), (expected.lower, stored.lower), (expected.upper, stored.upper))
+    )
+    if not same:
         raise InputError(
             f"the checkpoint was fitted to other images: the field of view of {contrast1} and {contrast2} differs "
             f"from the one stored in the checkpoint."
@@ -936,7 +944,8 @@ def fit_pair(
         running["sum"] += float(engine.state.output["loss"].detach())
         running["n"] += 1
         if log_every and engine.state.iteration % log_every == 0:
-            logger.info("epoch %d iteration %d loss %.5f", engine.state.epoch, engine.state.iteration, running["sum"] / running["n"])
+            mean = running["sum"] / running["n"]
+            logger.info("epoch %d iteration %d loss %.5f", engine.state.epoch, engine.state.iteration, mean)
 
     @trainer.on(Events.EPOCH_COMPLETED)
     def _epoch(engine):

@@ -170,7 +170,9 @@ class MultiContrastEvaluation:
             gts.append(np.asarray(img.dataobj, dtype=np.float32))
             gt_affine = np.asarray(img.affine, np.float64) if gt_affine is None else gt_affine
         if gts[0].shape != gts[1].shape:
-            raise InputError(f"{subject}: the two ground truths must share one grid, got {gts[0].shape} and {gts[1].shape}.")
+            raise InputError(
+                f"{subject}: the two ground truths must share one grid, got {gts[0].shape} and {gts[1].shape}."
+            )
         mask = np.asarray(nib.load(str(item["mask"])).dataobj) > 0
         pair = ContrastPair(item["contrast1"], item["contrast2"], mask_threshold=self.mask_threshold)
         self.logger.info("%s: %s", subject, pair.describe())
@@ -197,7 +199,9 @@ class MultiContrastEvaluation:
                 self.histories.setdefault(subject, {})[method] = [float(v) for v in info["mi_history"]]
             self.records.append(rec)
             self.logger.info(
-                "%s %-20s " + " ".join(f"{n}: PSNR %.2f (mask %.2f) SSIM %.4f" for n in self.names) + " eps_MI %.4f (%.0f s)",
+                "%s %-20s "
+                + " ".join(f"{n}: PSNR %.2f (mask %.2f) SSIM %.4f" for n in self.names)
+                + " eps_MI %.4f (%.0f s)",
                 subject, method,
                 *[v for n in self.names for v in (rec[f"psnr_{n}"], rec[f"psnr_mask_{n}"], rec[f"ssim_{n}"])],
                 rec["eps_mi_joint"], rec["seconds"],

@@ -195,7 +195,8 @@ class HashGridEncoding(nn.Module):
             torch.empty(sum(sizes), self.features_per_level).uniform_(-float(init_scale), float(init_scale))
         )
         # per-group constants (buffers: they follow .to(device) and are not trained; not saved: derived from args)
-        for name, sel in (("dense", [i for i, d in enumerate(dense) if d]), ("hashed", [i for i, d in enumerate(dense) if not d])):
+        groups = (("dense", [i for i, d in enumerate(dense) if d]), ("hashed", [i for i, d in enumerate(dense) if not d]))
+        for name, sel in groups:
             r = torch.tensor([res[i] for i in sel], dtype=torch.float32)
             if name == "dense":
                 mult = torch.tensor(

@@ -112,7 +112,8 @@ class MultiContrastINR(nn.Module):
                 **mlp,
             )
         self.register_buffer("frame_affine", torch.eye(4, dtype=torch.float64))
-        self.register_buffer("fov_bounds", torch.tensor([[-1.0] * in_features, [1.0] * in_features], dtype=torch.float64))
+        bounds = torch.tensor([[-1.0] * in_features, [1.0] * in_features], dtype=torch.float64)
+        self.register_buffer("fov_bounds", bounds)
         self.register_buffer(
             "intensity_range", torch.tensor([[0.0, 1.0]] * self.num_contrasts, dtype=torch.float64)
         )
