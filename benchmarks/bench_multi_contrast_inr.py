@@ -340,12 +340,16 @@ if __name__ == "__main__":
     parser.add_argument("--full_size", action="store_true")
     parser.add_argument("--paper_time_budget", type=float, default=None)
     parser.add_argument("--hashgrid_time_budget", type=float, default=600.0)
+    parser.add_argument("--networks", nargs="+", default=["hashgrid", "paper"], choices=["hashgrid", "paper"])
+    parser.add_argument("--sizes", nargs="+", default=None, choices=["small", "full"])
+    parser.add_argument("--results_name", default="multi_contrast_inr.json")
     a = parser.parse_args()
     if a.child:
         print(json.dumps(_child(json.loads(a.child)), default=float), flush=True)
     else:
         res = run(a.output_dir, quick=a.quick, full_size=a.full_size, paper_time_budget=a.paper_time_budget,
-                  hashgrid_time_budget=a.hashgrid_time_budget)
+                  hashgrid_time_budget=a.hashgrid_time_budget, networks=tuple(a.networks),
+                  sizes=None if a.sizes is None else tuple(a.sizes), results_name=a.results_name)
         for t in res["tables"]:
             print(t["title"])
             for r in t["rows"]:

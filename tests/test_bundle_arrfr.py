@@ -3,9 +3,6 @@ ArRFR training as separate bundle sections, evaluation (tables, ROI regression, 
 plane and on non-square 2D slices with physical-geometry checks, model-zoo checks, bad input, torchrun."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -14,20 +11,26 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
 
+from _bundle_helpers import (
+    REPO,
+    SCHEMA,
+    BundleFiles,
+    assert_empty_or_absent,
+    assert_one_sentence_error,
+    run_torchrun_training,
+)
 from monai_inr import coords
 from monai_inr.io import find_input_error
 from monai_inr.networks.nets import ArRFR
 
 pytestmark = pytest.mark.xdist_group("arrfr_bundle")
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "bundles" / "arrfr" / "configs"
-SCHEMA = REPO / "monai_inr" / "schema" / "metadata_schema.json"
+FILES = BundleFiles("arrfr")
+CONFIGS = FILES.configs
 TRAIN, EVALUATE, INFER, QUICK, MULTI = (
     str(CONFIGS / f) for f in ("train.json", "evaluate.json", "inference.json", "quick.json", "multi_gpu_train.json")
 )
-META = str(CONFIGS / "metadata.json")
-LOGGING = str(CONFIGS / "logging.conf")
+META, LOGGING = FILES.meta, FILES.logging
 
 NET = {"encoder_kwargs": {"num_blocks": 1}, "feature_channels": 4, "decoder_hidden": 8, "attention_reduction": 2}
 DATA = {
@@ -316,9 +319,8 @@ def test_bad_input_fails_with_one_sentence_and_writes_nothing(trained, tmp_path,
     kw = _bad_case(case, tmp_path, _test_volumes(data_dir))
     with pytest.raises(Exception) as err:
         _infer(root, overrides, output_dir=str(tmp_path / "out"), **kw)
-    sentence = str(find_input_error(err.value))
-    assert message in sentence and "\n" not in sentence and sentence.endswith("."), sentence
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert_one_sentence_error(err.value, message)
+    assert_empty_or_absent(tmp_path / "out")
 
 
 def test_complex_sodium_can_be_converted_explicitly(trained, tmp_path):
@@ -355,13 +357,5 @@ def test_multi_gpu_config_runs_under_torchrun_with_gloo(trained, tmp_path):
     ddp_root.mkdir()
     args = {**overrides, "bundle_root": str(ddp_root), "vgg_ckpt": str(root / "models" / "vgg.pt"), "epochs": 1,
             "train_max_items": 4, "batch_size": 2, "val_max_items": 2}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-           "-m", "monai.bundle", "run", "training", "--config_file", json.dumps([TRAIN, QUICK, MULTI]),
-           "--meta_file", META, "--logging_file", LOGGING]
-    for k, v in args.items():
-        cmd += [f"--{k}", json.dumps(v) if not isinstance(v, str) else v]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    state = torch.load(ddp_root / "models" / "model.pt", weights_only=True)
-    assert not any(k.startswith("module.") for k in state)
+    state = run_torchrun_training(FILES, [TRAIN, QUICK, MULTI], args, cwd=tmp_path, model=ddp_root / "models" / "model.pt")
+    assert state

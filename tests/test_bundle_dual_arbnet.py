@@ -2,9 +2,6 @@
 torchrun."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -14,6 +11,14 @@ import torch
 from filelock import FileLock
 from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
 
+from _bundle_helpers import (
+    REPO,
+    SCHEMA,
+    BundleFiles,
+    assert_empty_or_absent,
+    assert_one_sentence_error,
+    run_torchrun_training,
+)
 from monai_inr import coords
 from monai_inr.inferers import SliceWiseInferer
 from monai_inr.io import find_input_error
@@ -21,14 +26,12 @@ from monai_inr.networks.nets import DualArbNet
 
 pytestmark = pytest.mark.xdist_group("dual_arbnet_bundle")
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "bundles" / "dual_arbnet" / "configs"
-SCHEMA = REPO / "monai_inr" / "schema" / "metadata_schema.json"
+FILES = BundleFiles("dual_arbnet")
+CONFIGS = FILES.configs
 TRAIN, EVALUATE, INFER, QUICK, MULTI = (
     str(CONFIGS / f) for f in ("train.json", "evaluate.json", "inference.json", "quick.json", "multi_gpu_train.json")
 )
-META = str(CONFIGS / "metadata.json")
-LOGGING = str(CONFIGS / "logging.conf")
+META, LOGGING = FILES.meta, FILES.logging
 
 TINY_NET = {
     "encoder_kwargs": {"features": 4, "growth": 4, "num_blocks": 1, "num_layers": 2},
@@ -247,9 +250,8 @@ def test_bad_input_fails_with_one_sentence_and_writes_nothing(trained, tmp_path,
         kw["ckpt_path"] = str(other)
     with pytest.raises(Exception) as err:
         _infer(root, overrides, **kw)
-    sentence = str(find_input_error(err.value))
-    assert message in sentence and "\n" not in sentence and sentence.endswith("."), sentence
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert_one_sentence_error(err.value, message)
+    assert_empty_or_absent(tmp_path / "out")
 
 
 def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
@@ -274,13 +276,5 @@ def test_multi_gpu_config_runs_under_torchrun_with_gloo(trained, tmp_path):
     root = tmp_path / "ddp"
     root.mkdir()
     args = {**overrides, "bundle_root": str(root), "epochs": 1, "val_scales": [2.0, 3.0]}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-           "-m", "monai.bundle", "run", "training", "--config_file", json.dumps([TRAIN, QUICK, MULTI]),
-           "--meta_file", META, "--logging_file", LOGGING]
-    for k, v in args.items():
-        cmd += [f"--{k}", json.dumps(v) if not isinstance(v, str) else v]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    state = torch.load(root / "models" / "model.pt", weights_only=True)
-    assert not any(k.startswith("module.") for k in state)
+    state = run_torchrun_training(FILES, [TRAIN, QUICK, MULTI], args, cwd=tmp_path, model=root / "models" / "model.pt")
+    assert state

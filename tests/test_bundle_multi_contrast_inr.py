@@ -2,9 +2,6 @@
 torchrun."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -13,23 +10,28 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
 
+from _bundle_helpers import (
+    REPO,
+    SCHEMA,
+    BundleFiles,
+    assert_empty_or_absent,
+    assert_one_sentence_error,
+    run_torchrun_training,
+)
 from monai_inr import coords
 from monai_inr.data.multi_contrast import build_multi_contrast_dataset, load_multi_contrast_datalist
 from monai_inr.engines.fitting import SharedFrame
-from monai_inr.io import find_input_error
 from monai_inr.networks.nets import MultiContrastINR
 
 pytestmark = pytest.mark.xdist_group("multi_contrast_inr_bundle")
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "bundles" / "multi_contrast_inr" / "configs"
-SCHEMA = REPO / "monai_inr" / "schema" / "metadata_schema.json"
+FILES = BundleFiles("multi_contrast_inr")
+CONFIGS = FILES.configs
 TRAIN, EVALUATE, INFER, QUICK, HASHGRID, MULTI = (
     str(CONFIGS / f)
     for f in ("train.json", "evaluate.json", "inference.json", "quick.json", "hashgrid.json", "multi_gpu_train.json")
 )
-META = str(CONFIGS / "metadata.json")
-LOGGING = str(CONFIGS / "logging.conf")
+META, LOGGING = FILES.meta, FILES.logging
 
 
 def workflow(config_file, workflow_type="train", **overrides):
@@ -214,8 +216,7 @@ def test_bad_training_input_fails_with_one_sentence_and_writes_nothing(trained, 
         wf = workflow([TRAIN, QUICK], **kw)
         wf.initialize()
         wf.run()
-    sentence = str(find_input_error(err.value))
-    assert message in sentence and "\n" not in sentence and sentence.endswith("."), sentence
+    assert_one_sentence_error(err.value, message)
     assert not root.exists() or not any(root.rglob("*.pt"))
 
 
@@ -246,9 +247,8 @@ def test_bad_inference_input_fails_with_one_sentence_and_writes_nothing(trained,
         kw["ckpt_path"] = str(other)
     with pytest.raises(Exception) as err:
         _infer(root, overrides, **kw)
-    sentence = str(find_input_error(err.value))
-    assert message in sentence and "\n" not in sentence and sentence.endswith("."), sentence
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert_one_sentence_error(err.value, message)
+    assert_empty_or_absent(tmp_path / "out")
 
 
 def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
@@ -290,13 +290,5 @@ def test_multi_gpu_config_runs_under_torchrun_with_gloo(trained, tmp_path):
     root = tmp_path / "ddp"
     root.mkdir()
     args = {**overrides, "bundle_root": str(root), "epochs": 1}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-           "-m", "monai.bundle", "run", "training", "--config_file", json.dumps([TRAIN, QUICK, MULTI]),
-           "--meta_file", META, "--logging_file", LOGGING]
-    for k, v in args.items():
-        cmd += [f"--{k}", json.dumps(v) if not isinstance(v, str) else v]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    state = torch.load(root / "models" / "model.pt", weights_only=True)
-    assert not any(k.startswith("module.") for k in state) and "frame_affine" in state
+    state = run_torchrun_training(FILES, [TRAIN, QUICK, MULTI], args, cwd=tmp_path, model=root / "models" / "model.pt")
+    assert state and "frame_affine" in state
