@@ -27,3 +27,7 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(list(globals()) + ["phantom", *_PHANTOM_NAMES])
+
+from monai_inr.data.nexus import NEXUS_LABELS, build_brats_datalist, build_nexus_dataset
+
+__all__ += ["NEXUS_LABELS", "build_brats_datalist", "build_nexus_dataset"]

@@ -10,3 +10,4 @@ from .multi_contrast import (
 )
 from .early_stopping import MIEarlyStopping
 from .fitting import ContrastPair, MultiContrastGridInferer, SharedFrame, fit_pair
+from .nexus import NexusVolumeInferer, PrepareBatchNexus, PrepareBatchNexusVolume, predict_subject

@@ -21,3 +21,7 @@ __all__ += [
     "gram_matrix",
     "style_loss",
 ]
+
+from monai_inr.losses.nexus import NexusLoss, cmfa_loss, fdl_loss, kd_loss, segmentation_loss, sr_loss, t2_self_loss
+
+__all__ += ["NexusLoss", "cmfa_loss", "fdl_loss", "kd_loss", "segmentation_loss", "sr_loss", "t2_self_loss"]

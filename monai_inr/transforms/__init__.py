@@ -114,3 +114,7 @@ __all__ += [
 from .multiscale import DOWNSAMPLE_MODES, MultiScaleDownsampled, lr_key, lr_query_grid, make_downsampler
 
 __all__ += ["MultiScaleDownsampled", "lr_key", "lr_query_grid", "make_downsampler", "DOWNSAMPLE_MODES"]
+
+from .nexus_sampling import NexusZScored, RandNexusPatchd, slice_factors_of, zscore_stats
+
+__all__ += ["NexusZScored", "RandNexusPatchd", "slice_factors_of", "zscore_stats"]

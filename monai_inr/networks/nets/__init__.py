@@ -15,3 +15,7 @@ __all__ += ["ArRFR"]
 from monai_inr.networks.nets.multi_contrast_inr import MultiContrastINR
 
 __all__ += ["MultiContrastINR"]
+
+from monai_inr.networks.nets.nexus_inr import NexusINR
+
+__all__ += ["NexusINR"]

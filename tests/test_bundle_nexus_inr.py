@@ -1,0 +1,273 @@
+"""The Nexus-INR bundle end to end at tiny size: train, ablation overrides, inference geometry, model-zoo checks,
+bad input."""
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+
+from monai_inr import coords
+from monai_inr.engines.nexus import predict_subject
+from monai_inr.io import find_input_error
+from monai_inr.networks.nets import NexusINR
+
+pytestmark = pytest.mark.xdist_group("nexus_inr_bundle")
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "bundles" / "nexus_inr" / "configs"
+SCHEMA = REPO / "monai_inr" / "schema" / "metadata_schema.json"
+TRAIN, INFER, QUICK = (str(CONFIGS / f) for f in ("train.json", "inference.json", "quick.json"))
+META = str(CONFIGS / "metadata.json")
+LOGGING = str(CONFIGS / "logging.conf")
+
+TINY_NET = {
+    "feature_channels": 8,
+    "encoder_kwargs": {"features": 4, "growth": 4, "num_blocks": 1, "num_layers": 2},
+    "decoder_hidden": 16,
+    "pe_frequencies": 4,
+    "tile_size": 8,
+}
+
+
+def tiny_overrides(root: Path, data_dir: Path) -> dict:
+    return {
+        "bundle_root": str(root),
+        "dataset_dir": str(data_dir),
+        "data_spacing": 8.0,
+        "num_train_subjects": 2,
+        "num_val_subjects": 1,
+        "num_test_subjects": 1,
+        "epochs": 2,
+        "val_interval": 1,
+        "batch_size": 2,
+        "patches_per_volume": 2,
+        "hr_patch_size": [8, 8, 8],
+        "num_coords": 100,
+        **TINY_NET,
+    }
+
+
+def _train(overrides):
+    wf = ConfigWorkflow(
+        config_file=[TRAIN, QUICK], meta_file=META, logging_file=LOGGING, workflow_type="train", **overrides
+    )
+    wf.initialize()
+    wf.check_properties()
+    wf.run()
+    wf.finalize()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nexus")
+    data_dir = tmp_path_factory.mktemp("nexus_data")
+    overrides = tiny_overrides(root, data_dir)
+    _train(overrides)
+    return root, data_dir, overrides
+
+
+def _net(overrides) -> NexusINR:
+    keys = ("feature_channels", "encoder_kwargs", "decoder_hidden", "pe_frequencies")
+    return NexusINR(**{k: overrides[k] for k in keys})
+
+
+def test_metadata_validates_offline():
+    verify_metadata(meta_file=META, filepath=str(SCHEMA))
+
+
+def test_training_writes_best_plain_state_dict(trained):
+    root, _, overrides = trained
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    net = _net(overrides)
+    net.load_state_dict(state)  # the full model: every module present
+    assert any(k.startswith("attention.") for k in state) and any(k.startswith("seg_heads.") for k in state)
+    assert list((root / "eval" / "tensorboard").glob("events.*"))
+    assert not (REPO / "models").exists() and not (REPO / "eval").exists()
+
+
+@pytest.mark.parametrize(
+    "switches, present, absent",
+    [
+        (
+            {"dual_branch": False, "cross_attention": False, "segmentation": False},
+            ["encoder_shared.", "decoders."],
+            ["encoder_spec.", "attention.", "seg_heads."],
+        ),
+        (
+            {"dual_branch": True, "cross_attention": False, "segmentation": False},
+            ["encoder_spec.", "classifier."],
+            ["attention.", "seg_heads."],
+        ),
+        ({"dual_branch": True, "cross_attention": True, "segmentation": False}, ["attention."], ["seg_heads."]),
+    ],
+)
+def test_ablation_is_a_config_override(tmp_path, switches, present, absent):
+    parser = ConfigParser()
+    parser.read_config([TRAIN, QUICK])
+    parser.update({**TINY_NET, **switches, "bundle_root": str(tmp_path)})
+    net = parser.get_parsed_content("network_def")
+    keys = list(net.state_dict())
+    assert all(any(k.startswith(p) for k in keys) for p in present)
+    assert not any(k.startswith(a) for k in keys for a in absent)
+    sampler = parser.get_parsed_content("train::random_transforms")[0]
+    assert sampler.label_key == ("label" if switches["segmentation"] else None)
+
+
+def test_ablation_baseline_trains_without_labels(trained, tmp_path):
+    _, data_dir, overrides = trained
+    doc = json.loads((data_dir / "datalist.json").read_text())
+    for split in ("training", "validation", "test"):
+        for it in doc[split]:
+            it.pop("label")
+    datalist = tmp_path / "no_labels.json"
+    datalist.write_text(json.dumps(doc))
+    base = {**overrides, "bundle_root": str(tmp_path / "root"), "datalist": str(datalist), "epochs": 1}
+    _train({**base, "segmentation": False, "cross_attention": False, "dual_branch": False})
+    state = torch.load(tmp_path / "root" / "models" / "model.pt", weights_only=True)
+    assert not any(k.startswith(("encoder_spec.", "attention.", "seg_heads.")) for k in state)
+    # segmentation-enhanced learning on but no labels: one sentence naming the problem before training
+    with pytest.raises(Exception) as err:
+        _train({**base, "bundle_root": str(tmp_path / "root2")})
+    sentence = str(find_input_error(err.value))
+    assert "no 'label' file but segmentation-enhanced learning is on" in sentence, sentence
+    assert not (tmp_path / "root2" / "models" / "model.pt").exists()
+
+
+def _test_item(data_dir: Path) -> dict:
+    return json.loads((data_dir / "datalist.json").read_text())["test"][0]
+
+
+def _infer(root, overrides, **kw):
+    net_kw = {k: v for k, v in overrides.items() if k in TINY_NET}
+    wf = ConfigWorkflow(
+        config_file=[INFER, QUICK], meta_file=META, logging_file=LOGGING, workflow_type="infer",
+        **{"bundle_root": str(root), **net_kw, **kw},
+    )
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+
+
+def test_inference_writes_both_modalities_over_the_union_fov(trained, tmp_path):
+    root, data_dir, overrides = trained
+    item = _test_item(data_dir)
+    spacing = [6.0, 5.0, 7.0]
+    _infer(root, overrides, t1w=item["t1w_lr"], t2w=item["t2w_lr"], target_spacing=spacing, output_dir=str(tmp_path))
+    outs = sorted(tmp_path.glob("*_sr.nii.gz"), key=lambda p: "T2w" in p.name)
+    assert len(outs) == 2 and outs[0].name.endswith("T1w_sr.nii.gz") and outs[1].name.endswith("T2w_sr.nii.gz")
+    l1, l2 = nib.load(item["t1w_lr"]), nib.load(item["t2w_lr"])
+    sr1, sr2 = nib.load(str(outs[0])), nib.load(str(outs[1]))
+    np.testing.assert_allclose(sr1.affine, sr2.affine)
+    assert sr1.shape == sr2.shape
+    np.testing.assert_allclose(coords.spacing_from_affine(sr1.affine), [6.0, 5.0, 7.0], rtol=1e-6)
+    # the output grid is centred on the union FOV (here both LR scans cover the HR FOV) and its edges lie within half
+    # an output voxel of the FOV edges, in world millimetres
+    lo = np.minimum(*[coords.voxel_to_world(np.full(3, -0.5), img.affine) for img in (l1, l2)])
+    hi = np.maximum(*[coords.voxel_to_world(np.asarray(img.shape) - 0.5, img.affine) for img in (l1, l2)])
+    out_lo = coords.voxel_to_world(np.full(3, -0.5), sr1.affine)
+    out_hi = coords.voxel_to_world(np.asarray(sr1.shape) - 0.5, sr1.affine)
+    np.testing.assert_allclose((out_lo + out_hi) / 2, (lo + hi) / 2, atol=1e-4)
+    assert np.all(np.abs(out_lo - lo) <= np.array([6.0, 5.0, 7.0]) / 2 + 1e-6)
+    # the written volumes are predict_subject on that grid, in the inputs' intensity units
+    net = _net(overrides)
+    net.load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True))
+    t1, t2 = predict_subject(net, item["t1w_lr"], item["t2w_lr"], sr1.shape, sr1.affine, tile_size=8)
+    np.testing.assert_allclose(sr1.get_fdata(), t1, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(sr2.get_fdata(), t2, rtol=1e-4, atol=1e-4)
+    # a voxel of the output at a world position inside the brain is near the HR ground truth's intensity range
+    gt = nib.load(item["t1w"]).get_fdata()
+    assert gt.min() - 1.0 < float(t1.mean()) < gt.max() + 1.0
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "file not found"),
+        ("no_overlap", "do not overlap"),
+        ("channels", "mismatched channel counts"),
+        ("huge", "memory budget"),
+        ("spacing0", "target_spacing must be positive"),
+        ("other_net", "checkpoint of another network"),
+    ],
+)
+def test_bad_input_fails_with_one_sentence_and_writes_nothing(trained, tmp_path, case, message):
+    root, data_dir, overrides = trained
+    item = _test_item(data_dir)
+    kw = {"t1w": item["t1w_lr"], "t2w": item["t2w_lr"], "target_spacing": 8.0, "output_dir": str(tmp_path / "out")}
+    t2 = nib.load(item["t2w_lr"])
+    if case == "missing":
+        kw["t2w"] = str(tmp_path / "missing.nii.gz")
+    elif case == "no_overlap":
+        far = t2.affine.copy()
+        far[:3, 3] += 5000.0
+        path = tmp_path / "far_T2w.nii.gz"
+        nib.save(nib.Nifti1Image(np.asarray(t2.dataobj), far), str(path))
+        kw["t2w"] = str(path)
+    elif case == "channels":
+        path = tmp_path / "two_channel_T1w.nii.gz"
+        t1 = nib.load(item["t1w_lr"])
+        nib.save(nib.Nifti1Image(np.stack([np.asarray(t1.dataobj)] * 2, axis=-1), t1.affine), str(path))
+        kw["t1w"] = str(path)
+    elif case == "huge":
+        kw.update(target_spacing=0.05, memory_budget_gb=0.5)
+    elif case == "spacing0":
+        kw["target_spacing"] = 0.0
+    elif case == "other_net":
+        other = tmp_path / "other.pt"
+        torch.save(torch.nn.Linear(3, 3).state_dict(), other)
+        kw["ckpt_path"] = str(other)
+    with pytest.raises(Exception) as err:
+        _infer(root, overrides, **kw)
+    sentence = str(find_input_error(err.value))
+    assert message in sentence and "\n" not in sentence and sentence.endswith("."), sentence
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
+    root, _, overrides = trained
+    net_overrides = {k: v for k, v in overrides.items() if k in TINY_NET}
+    verify_net_in_out(
+        net_id="network_def", meta_file=META, config_file=[INFER, QUICK], device="cpu", n=1, any=1, **net_overrides
+    )
+    ts = tmp_path / "model.ts"
+    ckpt_export(
+        net_id="network_def", filepath=str(ts), ckpt_file=str(root / "models" / "model.pt"), meta_file=META,
+        config_file=[INFER, QUICK], bundle_root=str(root), use_trace=True, input_shape=[1, 2, 8, 8, 8], **net_overrides,
+    )
+    exported = torch.jit.load(str(ts))
+    x = torch.randn(1, 2, 8, 8, 8)
+    net = _net(overrides)
+    net.load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True))
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x), net(x), atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_multi_gpu_config_runs_under_torchrun_with_gloo(trained, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    _, data_dir, overrides = trained
+    root = tmp_path / "ddp"
+    root.mkdir()
+    multi = str(CONFIGS / "multi_gpu_train.json")
+    # every rank needs a validation subject: a second data set with two
+    args = {**overrides, "bundle_root": str(root), "dataset_dir": str(tmp_path / "data"), "num_val_subjects": 2,
+            "epochs": 1}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
+           "-m", "monai.bundle", "run", "training", "--config_file", json.dumps([TRAIN, QUICK, multi]),
+           "--meta_file", META, "--logging_file", LOGGING]
+    for k, v in args.items():
+        cmd += [f"--{k}", json.dumps(v) if not isinstance(v, str) else v]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in state)
