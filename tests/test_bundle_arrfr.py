@@ -203,6 +203,12 @@ def test_evaluation_writes_tables_roi_regression_and_figures(trained):
     assert {(r["scale"], r["method"]) for r in ref["records"]} >= {(1.0, "input"), (1.0, "ArRFR"), (2.0, "cubic"),
                                                                    (3.0, "ArRFR")}
     assert all(np.isfinite(r["psnr_t2w"]) for r in ref["records"] if r["method"] != "ArRFR")
+    # the restacked whole volumes: one 3D record per subject, scale and method; the x1 input scores its own T2w PSNR
+    stacked = json.loads((out / "restacked_metrics.json").read_text())["records"]
+    assert {(r["scale"], r["method"]) for r in stacked} == {(1.0, "input"), (1.0, "ArRFR"), (2.0, "ArRFR"),
+                                                            (2.0, "cubic"), (3.0, "ArRFR"), (3.0, "cubic")}
+    assert all(r["slices"] == 1 and np.isfinite(r["psnr_truth"]) for r in stacked)
+    assert "Restacked volumes" in (out / "results.md").read_text()
     roi = json.loads((out / "roi_analysis.json").read_text())
     assert {"degraded_vs_input", "output_vs_input"} <= set(roi) and roi["points"]
     assert {p["roi"] for p in roi["points"]} <= {"CSF", "tumour"}

@@ -10,19 +10,24 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
 
+from _bundle_helpers import (
+    REPO,
+    SCHEMA,
+    BundleFiles,
+    assert_empty_or_absent,
+    assert_one_sentence_error,
+    run_torchrun_training,
+)
 from monai_inr import coords
 from monai_inr.engines.nexus import predict_subject
-from monai_inr.io import find_input_error
 from monai_inr.networks.nets import NexusINR
 
 pytestmark = pytest.mark.xdist_group("nexus_inr_bundle")
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "bundles" / "nexus_inr" / "configs"
-SCHEMA = REPO / "monai_inr" / "schema" / "metadata_schema.json"
-TRAIN, INFER, QUICK = (str(CONFIGS / f) for f in ("train.json", "inference.json", "quick.json"))
-META = str(CONFIGS / "metadata.json")
-LOGGING = str(CONFIGS / "logging.conf")
+FILES = BundleFiles("nexus_inr")
+CONFIGS = FILES.configs
+TRAIN, INFER, QUICK, MULTI = (FILES.config(s) for s in ("train", "inference", "quick", "multi_gpu_train"))
+META, LOGGING = FILES.meta, FILES.logging
 
 TINY_NET = {
     "feature_channels": 8,
@@ -133,8 +138,7 @@ def test_ablation_baseline_trains_without_labels(trained, tmp_path):
     # segmentation-enhanced learning on but no labels: one sentence naming the problem before training
     with pytest.raises(Exception) as err:
         _train({**base, "bundle_root": str(tmp_path / "root2")})
-    sentence = str(find_input_error(err.value))
-    assert "no 'label' file but segmentation-enhanced learning is on" in sentence, sentence
+    assert_one_sentence_error(err.value, "no 'label' file but segmentation-enhanced learning is on")
     assert not (tmp_path / "root2" / "models" / "model.pt").exists()
 
 
@@ -223,9 +227,8 @@ def test_bad_input_fails_with_one_sentence_and_writes_nothing(trained, tmp_path,
         kw["ckpt_path"] = str(other)
     with pytest.raises(Exception) as err:
         _infer(root, overrides, **kw)
-    sentence = str(find_input_error(err.value))
-    assert message in sentence and "\n" not in sentence and sentence.endswith("."), sentence
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert_one_sentence_error(err.value, message)
+    assert_empty_or_absent(tmp_path / "out")
 
 
 def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
@@ -250,24 +253,10 @@ def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
 
 @pytest.mark.slow
 def test_multi_gpu_config_runs_under_torchrun_with_gloo(trained, tmp_path):
-    import os
-    import subprocess
-    import sys
-
     _, data_dir, overrides = trained
     root = tmp_path / "ddp"
     root.mkdir()
-    multi = str(CONFIGS / "multi_gpu_train.json")
     # every rank needs a validation subject: a second data set with two
     args = {**overrides, "bundle_root": str(root), "dataset_dir": str(tmp_path / "data"), "num_val_subjects": 2,
             "epochs": 1}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-           "-m", "monai.bundle", "run", "training", "--config_file", json.dumps([TRAIN, QUICK, multi]),
-           "--meta_file", META, "--logging_file", LOGGING]
-    for k, v in args.items():
-        cmd += [f"--{k}", json.dumps(v) if not isinstance(v, str) else v]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    state = torch.load(root / "models" / "model.pt", weights_only=True)
-    assert not any(k.startswith("module.") for k in state)
+    run_torchrun_training(FILES, [TRAIN, QUICK, MULTI], args, cwd=tmp_path, model=root / "models" / "model.pt")

@@ -122,6 +122,8 @@ class ArRFREvaluationStep:
         profile_scales: scales of the profile plot (paper: 2, 3, 4).
         montage_scales: ArRFR scales in the lesion montage (paper: 1, 2, 4).
         brisque: score BRISQUE (skipped with a note if the optional package is missing).
+        restack_axis: the plane (array axis) along which whole volumes are reconstructed slice by slice for the 3D
+            reference metrics of the restacked volume (``None``: skip them).
         seed: seed of the ROI slice choice and the degradation.
         keys: batch keys of sodium, T2w, truth, labels.
     """
@@ -137,6 +139,7 @@ class ArRFREvaluationStep:
         profile_scales: Sequence[float] = (2.0, 3.0, 4.0),
         montage_scales: Sequence[float] = (1.0, 2.0, 4.0),
         brisque: bool = True,
+        restack_axis: int | None = 2,
         seed: int = 0,
         keys: Mapping[str, str] | None = None,
     ) -> None:
@@ -149,6 +152,7 @@ class ArRFREvaluationStep:
         self.profile_scales = tuple(float(s) for s in profile_scales)
         self.montage_scales = tuple(float(s) for s in montage_scales)
         self.use_brisque = bool(brisque)
+        self.restack_axis = None if restack_axis is None else int(restack_axis)
         self.brisque_note: str | None = None
         self.seed = int(seed)
         self.keys = {"sodium": "sodium", "t2w": "t2w", "truth": "truth", "labels": "labels", **(keys or {})}
@@ -228,10 +232,13 @@ class ArRFREvaluationStep:
                 if truth_n is not None:
                     reference += self._reference(net, device, base, na_s, t2_s, np.take(truth_n, idx, axis=axis),
                                                  None if head is None else np.take(head, idx, axis=axis))
+        restacked = []
+        if truth_n is not None and self.restack_axis is not None:
+            restacked = self._restacked(net, device, subject, na, t2, truth_n, head)
         roi = self._roi(net, device, subject, na, t2, labels_i)
         figures = self._figure_data(net, device, subject, lesion, na, t2, truth_n, labels_i)
-        out = {"subject": subject, "lesion": lesion, "noref": noref, "reference": reference, "roi": roi,
-               "figures": figures, "brisque_note": self.brisque_note}
+        out = {"subject": subject, "lesion": lesion, "noref": noref, "reference": reference, "restacked": restacked,
+               "roi": roi, "figures": figures, "brisque_note": self.brisque_note}
         engine.state.output = out
         return out
 
@@ -259,6 +266,51 @@ class ArRFREvaluationStep:
                 continue
             recs.append({**base, "scale": r, "method": "ArRFR", **score(self.fuse(net, lr_na, lr_t2, hr, device))})
             recs.append({**base, "scale": r, "method": "cubic", **score(self.cubic(lr_na, hr))})
+        return recs
+
+    def _restacked(self, net, device, subject, na, t2, truth_n, head) -> list[dict]:
+        """3D metrics of whole volumes rebuilt slice by slice along :attr:`restack_axis` (DESIGN.md protocol 4).
+
+        At x1 every clean slice pair is fused on its own grid; at x r every slice pair is cubic-downsampled by r (the
+        reference degradation of :meth:`_reference`) and fused back; the cubic baseline interpolates the same LR
+        slices. The stacked volumes are scored in 3D against the calibrated truth (whole and inside the head) and
+        against the T2w.
+        """
+        axis = self.restack_axis
+        slices = range(na.shape[axis])
+        m = head if head is not None and head.sum() >= 16 else None
+
+        def score(vol: np.ndarray) -> dict[str, float]:
+            p = np.clip(vol, 0.0, 1.0)
+            res = {"psnr_truth": psnr(p, truth_n, 1.0), "ssim_truth": ssim(p, truth_n, 1.0),
+                   "psnr_t2w": psnr(p, t2, 1.0), "ssim_t2w": ssim(p, t2, 1.0)}
+            if m is not None:
+                res["psnr_truth_mask"] = psnr(p, truth_n, 1.0, mask=m)
+                res["ssim_truth_mask"] = ssim(p, truth_n, 1.0, mask=m)
+            return res
+
+        def stack(planes: list[np.ndarray]) -> np.ndarray:
+            return np.stack(planes, axis=axis).astype(np.float32)
+
+        base = {"subject": subject, "axis": axis, "slice": -1}
+        recs = [{**base, "scale": 1.0, "method": "input", **score(na)}]
+        fused = [self.fuse(net, np.take(na, i, axis), np.take(t2, i, axis), np.take(na, i, axis).shape, device)
+                 for i in slices]
+        recs.append({**base, "scale": 1.0, "method": "ArRFR", **score(stack(fused))})
+        for r in self.scales:
+            down = CubicDownsample(r)
+            fused, cubic = [], []
+            for i in slices:
+                na_s, t2_s = np.take(na, i, axis), np.take(t2, i, axis)
+                lr_na = np.clip(down(na_s[None], affine=np.eye(3))[0].numpy(), 0.0, None)
+                lr_t2 = np.clip(down(t2_s[None], affine=np.eye(3))[0].numpy(), 0.0, None)
+                if min(lr_na.shape) < 3:
+                    break
+                fused.append(self.fuse(net, lr_na, lr_t2, na_s.shape, device))
+                cubic.append(self.cubic(lr_na, na_s.shape))
+            else:
+                recs.append({**base, "scale": r, "method": "ArRFR", **score(stack(fused))})
+                recs.append({**base, "scale": r, "method": "cubic", **score(stack(cubic))})
         return recs
 
     def _roi(self, net, device, subject, na, t2, labels) -> list[dict]:
@@ -384,12 +436,13 @@ class ArRFREvaluationReport:
         out.mkdir(parents=True, exist_ok=True)
         noref = [r for res in self.results for r in res["noref"]]
         ref = [r for res in self.results for r in res["reference"]]
+        stacked = [r for res in self.results for r in res.get("restacked", [])]
         roi = [p for res in self.results for p in res["roi"]]
         notes = sorted({res["brisque_note"] for res in self.results if res.get("brisque_note")})
         meta = {**self.metadata, "subjects": [res["subject"] for res in self.results],
                 "brisque": notes[0] if notes else "brisque 0.2.0 (8-bit RGB input)"}
         files: dict[str, Any] = {}
-        for r in noref + ref:
+        for r in noref + ref + stacked:
             if r["method"] == "ArRFR":
                 r["method"] = self.method_name
         if noref:
@@ -405,12 +458,20 @@ class ArRFREvaluationReport:
                                                    "back to the prepared grid; 2D PSNR/SSIM (data range 1) vs the "
                                                    "truth concentration (linearly calibrated to the normalised "
                                                    "sodium per subject) and vs the T2w"})
+        if stacked:
+            keys = [k for k in self.REF_KEYS if any(k in r for r in stacked)]
+            files["restacked"] = write_metrics(_subject_means(stacked, keys), out, prefix="restacked_metrics",
+                                               metric_keys=keys, metadata={
+                                                   **meta, "protocol": "whole volumes rebuilt slice by slice along "
+                                                   f"axis {stacked[0]['axis']} (x r: every slice pair "
+                                                   "cubic-downsampled by r and fused back); 3D PSNR/SSIM (data range "
+                                                   "1) vs the calibrated truth and vs the T2w"})
         roi_doc = self._roi_doc(roi)
         files["roi"] = _write_json(out / "roi_analysis.json", roi_doc)
         if self.figures:
             files["figures"] = self._figures(roi_doc)
         files["results"] = out / "results.md"
-        _write_text(files["results"], self._markdown(noref, ref, roi_doc, meta))
+        _write_text(files["results"], self._markdown(noref, ref, roi_doc, meta, stacked))
         log.info("ArRFR evaluation written to %s", out)
         return files
 
@@ -425,7 +486,7 @@ class ArRFREvaluationReport:
             "output_vs_input": linear_fit(x, [p["output"] for p in points]),
         }
 
-    def _markdown(self, noref, ref, roi_doc, meta) -> str:
+    def _markdown(self, noref, ref, roi_doc, meta, stacked=()) -> str:
         lines = [f"# {self.method_name} evaluation", "", f"Subjects: {', '.join(meta['subjects'])}", ""]
         if noref:
             lines += ["## No-reference metrics (PSI up, LPC-SI up, BRISQUE down)", "",
@@ -439,6 +500,12 @@ class ArRFREvaluationReport:
             lines += ["## Reference metrics (synthetic truth)", "",
                       "| scale | method | " + " | ".join(keys) + " | n |", "|---|---|" + "---|" * (len(keys) + 1)]
             lines += _table(_subject_means(ref, keys), keys)
+            lines.append("")
+        if stacked:
+            keys = [k for k in self.REF_KEYS if any(k in r for r in stacked)]
+            lines += [f"## Restacked volumes, 3D reference metrics (slices along axis {stacked[0]['axis']})", "",
+                      "| scale | method | " + " | ".join(keys) + " | n |", "|---|---|" + "---|" * (len(keys) + 1)]
+            lines += _table(_subject_means(stacked, keys), keys)
             lines.append("")
         lines += ["## ROI regression (paper Fig. 2)", ""]
         for name in ("degraded_vs_input", "output_vs_input"):
