@@ -117,3 +117,21 @@ def test_select_keys():
     assert "image" not in items[0]  # input untouched
     with pytest.raises(InputError, match="'flair'"):
         select_keys(items, image_key="flair")
+
+
+def test_current_datalist_is_reused_only_with_the_same_parameters_and_all_files(tmp_path):
+    from monai_inr.data.datalist import current_datalist
+
+    img = tmp_path / "a.nii.gz"
+    img.write_bytes(b"x")
+    doc = {"training": [{"subject": "s", "image": str(img)}], "test": [], "metadata": {"parameters": {"n": 1}}}
+    path = tmp_path / "datalist.json"
+    assert current_datalist(path, {"n": 1}) is None  # no file yet
+    path.write_text(json.dumps(doc))
+    assert current_datalist(path, {"n": 1}) == doc
+    assert current_datalist(path, {"n": 2}) is None  # built with other parameters
+    img.unlink()
+    assert current_datalist(path, {"n": 1}) is None  # a file it names is gone
+    assert current_datalist(path, {"n": 1}, splits=("test",)) == doc  # only the splits asked for are checked
+    path.write_text("{not json")
+    assert current_datalist(path, {"n": 1}) is None

@@ -19,7 +19,7 @@ import numpy as np
 
 from monai_inr.io import InputError, atomic_path
 
-__all__ = ["build_folder_datalist", "load_datalist", "select_keys", "split_ids", "write_datalist"]
+__all__ = ["build_folder_datalist", "current_datalist", "load_datalist", "select_keys", "split_ids", "write_datalist"]
 
 _NIFTI_EXT = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 
@@ -91,6 +91,27 @@ def split_ids(ids: Sequence[str], val_fraction: float = 0.1, test_fraction: floa
     val = sorted(ids[i] for i in order[n_test:n_test + n_val])
     train = sorted(ids[i] for i in order[n_test + n_val:])
     return {"training": train, "validation": val, "test": test}
+
+
+def current_datalist(
+    path: str | os.PathLike, params: Mapping[str, Any], splits: Sequence[str] = ("training", "validation", "test")
+) -> dict | None:
+    """The generated datalist at ``path`` if it was built with ``params`` (its ``metadata.parameters``) and every file
+    it names in ``splits`` exists, else ``None``: what the dataset builders check before rebuilding."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    if doc.get("metadata", {}).get("parameters") != params:
+        return None
+    for split in splits:
+        for item in doc.get(split, []):
+            if not all(Path(v).is_file() for k, v in item.items() if k != "subject"):
+                return None
+    return doc
 
 
 def write_datalist(datalist: Mapping[str, Any], output_file: str | os.PathLike) -> Path:

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from monai_inr.data.datalist import current_datalist
 from monai_inr.io import InputError, save_nifti
 
 __all__ = ["build_multi_contrast_dataset", "load_multi_contrast_datalist", "input_pair", "ORIENTATION_AXES"]
@@ -94,15 +95,8 @@ def build_multi_contrast_dataset(
         "lesion": float(lesion),
         "seed": int(seed),
     }
-    if not force and path.is_file():
-        try:
-            existing = json.loads(path.read_text())
-        except (OSError, ValueError):
-            existing = {}
-        if existing.get("metadata", {}).get("parameters") == params and all(
-            Path(v).is_file() for item in existing.get("test", []) for k, v in item.items() if k != "subject"
-        ):
-            return path
+    if not force and current_datalist(path, params, ("test",)) is not None:
+        return path
     out.mkdir(parents=True, exist_ok=True)
     flags = _lesion_flags(int(num_subjects), lesion, seed)
     items = []

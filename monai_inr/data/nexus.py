@@ -20,7 +20,6 @@ Labels (BraTS-like, on the HR grid): 0 background and healthy tissue, 1 tumour c
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from monai_inr import coords
+from monai_inr.data.datalist import current_datalist
 from monai_inr.io import InputError, read_nifti, save_nifti
 
 __all__ = [
@@ -168,22 +168,6 @@ def _write_item(
     return item
 
 
-def _current(path: Path, params: dict[str, Any]) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if doc.get("metadata", {}).get("parameters") != params:
-        return None
-    for split in ("training", "validation", "test"):
-        for item in doc.get(split, []):
-            if not all(Path(v).is_file() for k, v in item.items() if k != "subject"):
-                return None
-    return doc
-
-
 def build_nexus_dataset(
     out_dir: str | os.PathLike,
     num_train: int = 6,
@@ -229,7 +213,7 @@ def build_nexus_dataset(
     params = {"version": _VERSION, "phantom": PHANTOM_VERSION, "num_train": int(num_train), "num_val": int(num_val),
               "num_test": int(num_test), "spacing": float(spacing), "slice_factors": list(factors),
               "slice_axes": list(axes), "profile": profile, "lesion": frac, "seed": int(seed)}
-    if not force and _current(path, params) is not None:
+    if not force and current_datalist(path, params) is not None:
         return path
     out.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {}
@@ -306,7 +290,7 @@ def build_brats_datalist(
               "num_test": int(num_test), "seed": int(seed), "slice_factors": list(factors), "slice_axes": list(axes),
               "profile": profile, "pad_shape": list(pad_shape) if pad_shape is not None else None}
     if not force:
-        doc = _current(path, params)
+        doc = current_datalist(path, params)
         if doc is not None:
             return doc
 

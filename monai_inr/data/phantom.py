@@ -71,6 +71,7 @@ import torch
 from scipy import ndimage as ndi
 
 from monai_inr.coords import fov_affine, sample_features, spacing_from_affine
+from monai_inr.data.datalist import current_datalist
 from monai_inr.io import InputError, atomic_path, save_nifti
 
 __all__ = [
@@ -868,24 +869,6 @@ def _lesion_flags(seed: int, split: str, n: int, lesion: bool | float, lesion_sp
     return [i in chosen for i in range(n)]
 
 
-def _datalist_is_current(path: Path, params: dict[str, Any]) -> dict | None:
-    """The datalist at ``path`` if it was built with ``params`` and every file it names exists (else None)."""
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if data.get("metadata", {}).get("parameters") != params:
-        return None
-    for split in _SPLITS:
-        for item in data.get(split, []):
-            for key, value in item.items():
-                if key != "subject" and not Path(value).is_file():
-                    return None
-    return data
-
-
 def build_dataset(
     out_dir: str | os.PathLike,
     num_train: int = 8,
@@ -935,7 +918,7 @@ def build_dataset(
     params = {"version": PHANTOM_VERSION, "num_train": int(num_train), "num_val": int(num_val),
               "num_test": int(num_test), "spacing": spacing, "lesion": frac, "seed": seed, "contrasts": list(keys),
               "lesion_splits": [s for s in _SPLITS if s in lesion_splits]}
-    if not force and _datalist_is_current(path, params) is not None:
+    if not force and current_datalist(path, params, _SPLITS) is not None:
         return path
 
     out.mkdir(parents=True, exist_ok=True)
