@@ -13,6 +13,7 @@ Convention (``DESIGN.md``):
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "fraction_inside_fov",
     "as_scale_tuple",
     "normalized_grid",
     "cell_size",
@@ -161,6 +163,20 @@ def normalized_to_world(coords: ArrayLike, shape: Sequence[int], affine: ArrayLi
 def world_to_normalized(xyz: ArrayLike, shape: Sequence[int], affine: ArrayLike) -> ArrayLike:
     """World millimetres -> normalised coordinates of a grid of ``shape`` with ``affine`` (outside the FOV: |c| > 1)."""
     return voxel_to_normalized(world_to_voxel(xyz, affine), shape)
+
+
+def fraction_inside_fov(
+    shape: Sequence[int], affine: ArrayLike, fov_shape: Sequence[int], fov_affine: ArrayLike, points_per_axis: int = 48
+) -> float:
+    """Fraction of the voxel centres of one grid (``shape``, ``affine``) that lie inside the field of view of another
+    (``fov_shape``, ``fov_affine``: voxel edges, ``-0.5 .. N - 0.5``), both through world coordinates; a regular
+    subset of at most ``points_per_axis`` centres per axis is tested. 0 means the two scans do not overlap."""
+    step = [max(1, int(math.ceil(int(n) / int(points_per_axis)))) for n in shape]
+    axes = np.meshgrid(*[np.arange(0, int(n), s, dtype=np.float64) for n, s in zip(shape, step)], indexing="ij")
+    ijk = np.stack([a.ravel() for a in axes], axis=-1)
+    v = np.asarray(world_to_voxel(np.asarray(voxel_to_world(ijk, affine)), fov_affine))
+    inside = np.all((v >= -0.5) & (v <= np.asarray(fov_shape, dtype=np.float64) - 0.5), axis=1)
+    return float(inside.mean())
 
 
 def spacing_from_affine(affine: ArrayLike) -> np.ndarray:

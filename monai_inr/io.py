@@ -88,6 +88,28 @@ def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return data, np.asarray(img.affine, dtype=np.float64)
 
 
+def read_volume_header(path: str | os.PathLike, name: str | None = None) -> tuple[tuple[int, int, int], np.ndarray]:
+    """``(3D shape, 4x4 affine)`` from a NIfTI header alone (no voxel data read); trailing singleton axes are dropped.
+
+    Raises:
+        InputError: missing or unreadable file, or not a 3D volume; the sentence starts with ``name`` (default: the
+            path).
+    """
+    label = name or str(path)
+    if not Path(path).is_file():
+        raise InputError(f"{label}: file not found.")
+    try:
+        img = nib.load(str(path))
+    except Exception as e:  # nibabel raises many types for corrupt files
+        raise InputError(f"{label}: not a readable NIfTI image ({type(e).__name__}).") from e
+    shape = tuple(int(n) for n in img.shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) != 3:
+        raise InputError(f"{label}: expected a 3D image but got {len(shape)}D data of shape {tuple(img.shape)}.")
+    return shape, np.asarray(img.affine, dtype=np.float64)  # type: ignore[return-value]
+
+
 def load_volume(path: str | os.PathLike, ndim: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Load a NIfTI volume as ``(float32 array, 4x4 affine)`` after :func:`check_volume`.
 

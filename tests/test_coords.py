@@ -112,3 +112,18 @@ def test_exactly_one_geometry_argument():
         coords.output_geometry((4, 4, 4), np.eye(4))
     with pytest.raises(ValueError, match="exactly one"):
         coords.output_geometry((4, 4, 4), np.eye(4), scale=2, target_spacing=1)
+
+
+def test_fraction_inside_fov_uses_world_positions():
+    # a 10^3 grid at 1 mm and a 10^3 grid at 2 mm shifted by +10 mm in x: half of the small grid's centres lie in the
+    # big grid's FOV along x (voxel edges -0.5 .. 19.5 mm of the 2 mm grid); a grid 100 mm away shares nothing
+    small = np.eye(4)
+    big = np.diag([2.0, 2.0, 2.0, 1.0])
+    big[0, 3] = 10.0 + 0.5  # first voxel edge at x = 9.5 mm
+    assert coords.fraction_inside_fov((10, 10, 10), small, (10, 10, 10), big) == pytest.approx(0.0)
+    big[0, 3] = 5.0 + 0.5  # edges from x = 4.5 mm: small-grid centres x = 5..9 are inside
+    assert coords.fraction_inside_fov((10, 10, 10), small, (10, 10, 10), big) == pytest.approx(0.5)
+    far = np.eye(4)
+    far[:3, 3] = 100.0
+    assert coords.fraction_inside_fov((10, 10, 10), small, (10, 10, 10), far) == 0.0
+    assert coords.fraction_inside_fov((10, 10, 10), small, (10, 10, 10), small) == 1.0

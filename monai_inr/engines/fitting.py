@@ -41,7 +41,7 @@ from monai.transforms import MapTransform
 from scipy import ndimage
 
 from monai_inr import coords
-from monai_inr.io import InputError, check_volume, save_nifti
+from monai_inr.io import InputError, check_volume, read_volume_header, save_nifti
 
 __all__ = [
     "load_contrast",
@@ -332,13 +332,7 @@ class ContrastPair:
     def _check_overlap(self) -> float:
         """Fraction of contrast 2's voxel centres inside contrast 1's FOV (subsampled); error when zero."""
         shape2, a2 = self.images[1].shape, self.affines[1]
-        step = [max(1, int(math.ceil(n / 48))) for n in shape2]
-        grids = np.meshgrid(*[np.arange(0, n, s, dtype=np.float64) for n, s in zip(shape2, step)], indexing="ij")
-        ijk = np.stack([g.ravel() for g in grids], axis=-1)
-        world = np.asarray(coords.voxel_to_world(ijk, a2))
-        v1 = np.asarray(coords.world_to_voxel(world, self.affines[0]))
-        inside = np.all((v1 >= -0.5) & (v1 <= np.asarray(self.images[0].shape) - 0.5), axis=1)
-        frac = float(inside.mean())
+        frac = coords.fraction_inside_fov(shape2, a2, self.images[0].shape, self.affines[0])
         if frac == 0.0:
             raise InputError(
                 f"contrast1 ({self.paths[0]}) and contrast2 ({self.paths[1]}) do not overlap in scanner space: no "
@@ -821,20 +815,8 @@ def check_fitted_geometry(
         return
     grids = []
     for p, arg in ((contrast1, "contrast1"), (contrast2, "contrast2")):
-        if not Path(str(p)).is_file():
-            raise InputError(f"{arg} ({p}): file not found.")
-        try:
-            img = nib.load(str(p))
-        except Exception as e:
-            raise InputError(f"{arg} ({p}): not a readable NIfTI image ({type(e).__name__}).") from e
-        shape = img.shape
-        while len(shape) > 3 and shape[-1] == 1:
-            shape = shape[:-1]
-        if len(shape) != 3:
-            raise InputError(
-                f"{arg} ({p}): expected a 3D image but got {len(shape)}D data of shape {tuple(img.shape)}."
-            )
-        grids.append((shape, _header_affine(img, f"{arg} ({p})")))
+        shape, _ = read_volume_header(p, f"{arg} ({p})")
+        grids.append((shape, _header_affine(nib.load(str(p)), f"{arg} ({p})")))
     expected = SharedFrame.from_grids(grids)
     net = _unwrap(network)
     stored = SharedFrame.from_affine(net.frame_affine, net.fov_bounds)

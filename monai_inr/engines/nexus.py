@@ -140,12 +140,7 @@ def load_modality(path: str | os.PathLike, name: str, in_channels: int = 1) -> t
 
 def check_overlap(shape1, affine1, shape2, affine2, names: Sequence[str] = ("t1w", "t2w")) -> float:
     """Fraction of modality 2's voxel centres inside modality 1's field of view; :class:`InputError` when zero."""
-    step = [max(1, int(math.ceil(n / 48))) for n in shape2]
-    grids = np.meshgrid(*[np.arange(0, n, s, dtype=np.float64) for n, s in zip(shape2, step)], indexing="ij")
-    ijk = np.stack([g.ravel() for g in grids], axis=-1)
-    v1 = np.asarray(coords.world_to_voxel(np.asarray(coords.voxel_to_world(ijk, affine2)), affine1))
-    inside = np.all((v1 >= -0.5) & (v1 <= np.asarray(shape1) - 0.5), axis=1)
-    frac = float(inside.mean())
+    frac = coords.fraction_inside_fov(shape2, affine2, shape1, affine1)
     if frac == 0.0:
         raise InputError(
             f"{names[0]} and {names[1]} do not overlap in scanner space (no voxel of one lies inside the other's field "

@@ -40,14 +40,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import nibabel as nib
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
 from monai_inr import coords
 from monai_inr.engines.fitting import ContrastPair, fit_pair, load_contrast, predict_on_grid, resample_to_grid
-from monai_inr.io import InputError, save_nifti
+from monai_inr.io import InputError, read_volume_header, save_nifti
 from monai_inr.metrics import evaluate_pair, normalize_to_reference, summarize, write_metrics
 
 __all__ = [
@@ -91,18 +90,7 @@ def target_grid(item: Mapping[str, Any]) -> tuple[tuple[int, int, int], np.ndarr
     path = item.get("t1w")
     if not path:
         raise InputError(f"datalist item {_item_name(item)} has no 't1w' ground truth to define the output grid.")
-    if not Path(str(path)).is_file():
-        raise InputError(f"{path}: file not found.")
-    try:
-        img = nib.load(str(path))
-    except Exception as e:
-        raise InputError(f"{path}: not a readable NIfTI image ({type(e).__name__}).") from e
-    shape = tuple(int(s) for s in img.shape)
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) != 3:
-        raise InputError(f"{path}: expected a 3D ground truth, got shape {tuple(img.shape)}.")
-    return shape, np.asarray(img.affine, dtype=np.float64)  # type: ignore[return-value]
+    return read_volume_header(path)
 
 
 def _lr_inputs(item: Mapping[str, Any]) -> list[tuple[np.ndarray, np.ndarray]]:
