@@ -64,3 +64,14 @@ def test_load_checkpoint(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(InputError, match="not a readable PyTorch checkpoint"):
         load_checkpoint(fresh, path)
+
+
+def test_paired_file_lists_broadcasts_one_reference_and_refuses_mismatches():
+    from monai_inr.engines.checks import paired_file_lists
+
+    assert paired_file_lists("a.nii.gz,b.nii.gz", "r.nii.gz") == (["a.nii.gz", "b.nii.gz"], ["r.nii.gz", "r.nii.gz"])
+    assert paired_file_lists(["a", "b"], ["r", "s"]) == (["a", "b"], ["r", "s"])
+    with pytest.raises(InputError, match="no T2w image given; .*one per sodium image"):
+        paired_file_lists("a.nii.gz", " ", "sodium", "T2w")
+    with pytest.raises(InputError, match="3 target images but 2 reference images; give one reference per target"):
+        paired_file_lists(["a", "b", "c"], ["r", "s"])

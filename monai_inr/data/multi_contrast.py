@@ -31,16 +31,7 @@ __all__ = ["build_multi_contrast_dataset", "load_multi_contrast_datalist", "inpu
 
 #: thick-slice axis of each named orientation for RAS arrays (i, j, k) = (x, y, z)
 ORIENTATION_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
-_VERSION = 1
-
-
-def _lesion_flags(n: int, lesion: bool | float, seed: int) -> list[bool]:
-    frac = float(lesion)
-    if frac <= 0 or n == 0:
-        return [False] * n
-    k = n if frac >= 1 else int(math.floor(frac * n + 0.5))
-    chosen = set(np.random.default_rng([int(seed), 4049]).permutation(n)[:k].tolist())
-    return [i in chosen for i in range(n)]
+_VERSION = 2  # 2: lesion choice and subject seeds from the phantom's test split
 
 
 def build_multi_contrast_dataset(
@@ -70,7 +61,7 @@ def build_multi_contrast_dataset(
         profile: slice profile of :class:`~monai_inr.transforms.ThickSliceAcquisition`.
         lesion: fraction of subjects with a tumour (or a boolean).
     """
-    from monai_inr.data.phantom import FILE_SUFFIXES, make_subject
+    from monai_inr.data.phantom import FILE_SUFFIXES, lesion_flags, make_subject, subject_seed
     from monai_inr.transforms import ThickSliceAcquisition
 
     if isinstance(num_subjects, bool) or int(num_subjects) < 1:
@@ -98,11 +89,11 @@ def build_multi_contrast_dataset(
     if not force and current_datalist(path, params, ("test",)) is not None:
         return path
     out.mkdir(parents=True, exist_ok=True)
-    flags = _lesion_flags(int(num_subjects), lesion, seed)
+    flags = lesion_flags(int(seed), "test", int(num_subjects), lesion, ("test",))
     items = []
     for i in range(int(num_subjects)):
         sid = f"sub-{i:04d}"
-        s_seed = 1_000_000 * int(seed) + 3 * i + 2
+        s_seed = subject_seed(int(seed), "test", i)
         subj = make_subject(s_seed, spacing=float(spacing), lesion=flags[i], contrasts=list(contrasts))
         item: dict[str, Any] = {"subject": sid}
         item["mask"] = str(save_nifti(subj.mask, subj.affine, out / f"{sid}_desc-brain_mask.nii.gz", dtype=np.uint8))

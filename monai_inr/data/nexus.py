@@ -194,7 +194,7 @@ def build_nexus_dataset(
     Raises:
         InputError: bad counts, non-integer slice factors or bad axes.
     """
-    from monai_inr.data.phantom import PHANTOM_VERSION, _lesion_flags, _subject_seed, make_subject
+    from monai_inr.data.phantom import PHANTOM_VERSION, lesion_flags, subject_seed, make_subject
 
     counts = {"training": num_train, "validation": num_val, "test": num_test}
     for split, n in counts.items():
@@ -220,12 +220,12 @@ def build_nexus_dataset(
     subjects = {}
     number = 0
     for split in ("training", "validation", "test"):
-        flags = _lesion_flags(int(seed), split, counts[split], frac, ("training", "validation", "test"))
+        flags = lesion_flags(int(seed), split, counts[split], frac, ("training", "validation", "test"))
         doc[split] = []
         for i in range(counts[split]):
             sid = f"sub-{number:04d}"
             number += 1
-            s_seed = _subject_seed(int(seed), split, i)
+            s_seed = subject_seed(int(seed), split, i)
             subj = make_subject(s_seed, spacing=float(spacing), lesion=flags[i], contrasts=["t1w", "t2w"])
             doc[split].append(
                 _write_item(out, sid, subj.images["t1w"], subj.images["t2w"], phantom_to_nexus_labels(subj.labels),

@@ -76,6 +76,8 @@ from monai_inr.io import InputError, atomic_path, save_nifti
 
 __all__ = [
     "PHANTOM_VERSION",
+    "subject_seed",
+    "lesion_flags",
     "IMAGE_KEYS",
     "STRUCTURAL_KEYS",
     "SODIUM_KEYS",
@@ -855,12 +857,14 @@ def write_subject(subject: Subject, out_dir: str | os.PathLike, subject_id: str)
 _SPLITS = ("training", "validation", "test")
 
 
-def _subject_seed(seed: int, split: str, index: int) -> int:
+def subject_seed(seed: int, split: str, index: int) -> int:
     """Disjoint seed sets per split: training 3n, validation 3n+1, test 3n+2 (offset by the dataset seed)."""
     return int(seed) * 1_000_000 + 3 * index + _SPLITS.index(split)
 
 
-def _lesion_flags(seed: int, split: str, n: int, lesion: bool | float, lesion_splits: Sequence[str]) -> list[bool]:
+def lesion_flags(seed: int, split: str, n: int, lesion: bool | float, lesion_splits: Sequence[str]) -> list[bool]:
+    """Which of the ``n`` subjects of ``split`` get a lesion: a seeded choice of ``round(lesion * n)`` (all for
+    ``lesion >= 1``, none outside ``lesion_splits``)."""
     frac = float(lesion)
     if split not in lesion_splits or frac <= 0.0 or n == 0:
         return [False] * n
@@ -884,7 +888,7 @@ def build_dataset(
     """Write a synthetic dataset and its MONAI datalist; returns the path of ``<out_dir>/datalist.json``.
 
     ``datalist.json`` = ``{"training": [...], "validation": [...], "test": [...], "metadata": {...}}`` whose items are
-    the dicts of :func:`write_subject` (absolute paths). Subject ``i`` of a split has seed :func:`_subject_seed`
+    the dicts of :func:`write_subject` (absolute paths). Subject ``i`` of a split has seed :func:`subject_seed`
     (training ``3i``, validation ``3i+1``, test ``3i+2``, plus ``1e6 * seed``), so test subjects are never training
     subjects, and adding training subjects does not change the test subjects' content. Files are numbered
     ``sub-0000``, ``sub-0001``, ... through training, validation and test in that order; ``metadata.subjects``
@@ -926,11 +930,11 @@ def build_dataset(
     subjects: dict[str, Any] = {}
     number = 0
     for split in _SPLITS:
-        flags = _lesion_flags(seed, split, counts[split], frac, params["lesion_splits"])
+        flags = lesion_flags(seed, split, counts[split], frac, params["lesion_splits"])
         for i in range(counts[split]):
             sid = f"sub-{number:04d}"
             number += 1
-            s_seed = _subject_seed(seed, split, i)
+            s_seed = subject_seed(seed, split, i)
             subject = make_subject(s_seed, spacing=spacing, lesion=flags[i], contrasts=keys)
             datalist[split].append(write_subject(subject, out, sid))
             subjects[sid] = {"split": split, "seed": s_seed, "lesion": flags[i]}

@@ -39,7 +39,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Randomizable
 
-from monai_inr.engines.checks import as_file_list, load_checkpoint
+from monai_inr.engines.checks import load_checkpoint, paired_file_lists
 from monai_inr.io import InputError, read_nifti
 from monai_inr.transforms.multiscale import DOWNSAMPLE_MODES, lr_key, lr_query_grid
 
@@ -466,16 +466,7 @@ def validate_sodium_t2w(
     from monai_inr.inferers.slicewise import validate_scale_range
 
     validate_scale_range(scale, 1.0, max_scale)
-    na_files = as_file_list(sodium)
-    if t2w is None or (isinstance(t2w, str) and not t2w.strip()):
-        raise InputError("no T2w image given; pass --reference_image <t2w.nii.gz> (one per sodium image).")
-    t2_files = as_file_list(t2w)
-    if len(t2_files) == 1 and len(na_files) > 1:
-        t2_files = t2_files * len(na_files)
-    if len(t2_files) != len(na_files):
-        raise InputError(
-            f"{len(na_files)} sodium images but {len(t2_files)} T2w images; give one T2w per sodium image."
-        )
+    na_files, t2_files = paired_file_lists(sodium, t2w, "sodium", "T2w")
     pairs = []
     for na, t2 in zip(na_files, t2_files):
         a, aa = _magnitude_array(na, complex_sodium, "sodium")

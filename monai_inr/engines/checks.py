@@ -11,7 +11,7 @@ import torch
 from monai_inr.coords import as_scale_tuple
 from monai_inr.io import InputError, load_volume
 
-__all__ = ["as_file_list", "validate_inputs", "validate_scale", "load_checkpoint"]
+__all__ = ["as_file_list", "paired_file_lists", "validate_inputs", "validate_scale", "load_checkpoint"]
 
 
 def as_file_list(files: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
@@ -22,6 +22,33 @@ def as_file_list(files: str | os.PathLike | Sequence[str | os.PathLike]) -> list
     if not files:
         raise InputError("no input image given; pass --input_image <file.nii.gz> (or a list of files).")
     return files
+
+
+def paired_file_lists(
+    images: str | os.PathLike | Sequence[str | os.PathLike],
+    references: str | os.PathLike | Sequence[str | os.PathLike] | None,
+    image_name: str = "target",
+    reference_name: str = "reference",
+) -> tuple[list[str], list[str]]:
+    """Input files and one reference per input (a single reference serves every input), for two-input inference.
+
+    Raises:
+        InputError: no reference given, or the two lists have different lengths.
+    """
+    image_files = as_file_list(images)
+    if references is None or (isinstance(references, str) and not references.strip()):
+        raise InputError(
+            f"no {reference_name} image given; pass --reference_image <file.nii.gz> (one per {image_name} image)."
+        )
+    ref_files = as_file_list(references)
+    if len(ref_files) == 1 and len(image_files) > 1:
+        ref_files = ref_files * len(image_files)
+    if len(ref_files) != len(image_files):
+        raise InputError(
+            f"{len(image_files)} {image_name} images but {len(ref_files)} {reference_name} images; give one "
+            f"{reference_name} per {image_name} image."
+        )
+    return image_files, ref_files
 
 
 def validate_inputs(files: str | os.PathLike | Sequence[str | os.PathLike], ndim: int = 3) -> list[str]:

@@ -21,7 +21,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.engines import PrepareBatch
 
-from monai_inr.engines.checks import as_file_list
+from monai_inr.engines.checks import paired_file_lists
 from monai_inr.engines.evaluation import BASELINE_ORDERS, _subject_name
 from monai_inr.inferers.slicewise import plan_reference, validate_scale_range
 from monai_inr.io import InputError, read_nifti
@@ -113,16 +113,7 @@ def validate_target_reference(
     Returns the target and reference file lists. Raises :class:`~monai_inr.io.InputError` (one sentence).
     """
     scales = validate_scale_range(scale, min_scale, max_scale)
-    t_files = as_file_list(targets)
-    if references is None or (isinstance(references, str) and not references.strip()):
-        raise InputError("no reference image given; pass --reference_image <file.nii.gz> (one per target).")
-    r_files = as_file_list(references)
-    if len(r_files) == 1 and len(t_files) > 1:
-        r_files = r_files * len(t_files)
-    if len(r_files) != len(t_files):
-        raise InputError(
-            f"{len(t_files)} target images but {len(r_files)} reference images; give one reference per target."
-        )
+    t_files, r_files = paired_file_lists(targets, references, "target", "reference")
     for t, r in zip(t_files, r_files):
         t_shape, t_ch, t_aff = read_image_geometry(t)
         r_shape, r_ch, r_aff = read_image_geometry(r)
