@@ -10,6 +10,7 @@ import torch
 
 from monai_inr.coords import as_scale_tuple
 from monai_inr.io import InputError, load_volume
+from monai_inr.networks.utils import unwrap_network
 
 __all__ = ["as_file_list", "paired_file_lists", "validate_inputs", "validate_scale", "load_checkpoint"]
 
@@ -90,7 +91,7 @@ def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str 
         state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: expected a plain state dict of tensors.")
-    target = network.module if hasattr(network, "module") else network
+    target = unwrap_network(network)
     own = target.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

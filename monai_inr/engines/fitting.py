@@ -41,7 +41,9 @@ from monai.transforms import MapTransform
 from scipy import ndimage
 
 from monai_inr import coords
+from monai_inr.inferers.memory import GB, memory_budget_bytes
 from monai_inr.io import InputError, check_volume, read_volume_header, save_nifti
+from monai_inr.networks.utils import unwrap_network
 
 __all__ = [
     "load_contrast",
@@ -65,7 +67,6 @@ __all__ = [
     "check_fitted_geometry",
 ]
 
-_GB = 1024**3
 logger = logging.getLogger(__name__)
 
 
@@ -371,7 +372,7 @@ class ContrastPair:
 
     def configure(self, network: torch.nn.Module, contrasts: Sequence[int] | None = None) -> torch.nn.Module:
         """Store :meth:`geometry` in ``network`` (unwrapping DDP) and return it."""
-        target = network.module if hasattr(network, "module") else network
+        target = unwrap_network(network)
         target.set_geometry(**self.geometry(contrasts))
         return network
 
@@ -578,15 +579,11 @@ class LossPSNR(Average):
 # ------------------------------------------------------------------------------------------------------ prediction
 
 
-def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
-    return network.module if hasattr(network, "module") else network
-
-
 def predict_points(
     network: torch.nn.Module, points: torch.Tensor, chunk_size: int = 65536, amp_bf16: bool = False
 ) -> torch.Tensor:
     """Network output ``(P, C)`` (float32, CPU) at normalised points ``(P, 3)``, chunked, in eval mode."""
-    net = _unwrap(network)
+    net = unwrap_network(network)
     device = next(net.parameters()).device
     was_training = net.training
     net.eval()
@@ -609,7 +606,7 @@ def predict_on_grid(
     amp_bf16: bool = False,
 ) -> torch.Tensor:
     """Network output ``(C, *shape)`` on a grid given by ``shape`` and world ``affine``, through ``frame``."""
-    net = _unwrap(network)
+    net = unwrap_network(network)
     device = next(net.parameters()).device
     n = int(np.prod(shape))
     out = torch.empty((getattr(net, "out_channels", 1), n), dtype=torch.float32)
@@ -657,14 +654,6 @@ def resample_to_grid(
 # ------------------------------------------------------------------------------------------------------ inference
 
 
-def _budget_bytes(memory_budget_gb: float | None) -> float:
-    if memory_budget_gb is not None:
-        return float(memory_budget_gb) * _GB
-    vm = psutil.virtual_memory()
-    rss = psutil.Process().memory_info().rss
-    return float(min(6 * _GB, rss + 0.8 * vm.available))
-
-
 class MultiContrastGridInferer(Inferer):
     """Sample a fitted multi-contrast INR on the isotropic grid over the union FOV at a target spacing.
 
@@ -699,7 +688,7 @@ class MultiContrastGridInferer(Inferer):
 
     def plan(self, network: torch.nn.Module, target_spacing: Any) -> tuple[SharedFrame, tuple[int, ...], np.ndarray]:
         """The grid for ``target_spacing``; raises :class:`InputError` when it does not fit the memory budget."""
-        net = _unwrap(network)
+        net = unwrap_network(network)
         frame = SharedFrame.from_affine(net.frame_affine, net.fov_bounds)
         shape, affine = frame.output_grid(target_spacing)
         n = float(np.prod(shape))
@@ -711,11 +700,11 @@ class MultiContrastGridInferer(Inferer):
             + 4.0 * c * n  # its copy on saving
             + 1.25 * 4.0 * chunk * float(getattr(net, "decode_workspace_channels", 2048))
         )
-        budget = _budget_bytes(self.memory_budget_gb)
+        budget = memory_budget_bytes(self.memory_budget_gb)
         if need > budget:
             raise InputError(
                 f"The output grid {'x'.join(map(str, shape))} at {target_spacing} mm ({c} contrasts) needs about "
-                f"{need / _GB:.2f} GB but the memory budget is {budget / _GB:.2f} GB; use a coarser --target_spacing "
+                f"{need / GB:.2f} GB but the memory budget is {budget / GB:.2f} GB; use a coarser --target_spacing "
                 f"or raise memory_budget_gb."
             )
         return frame, shape, affine
@@ -729,7 +718,7 @@ class MultiContrastGridInferer(Inferer):
             raise InputError("no target spacing given; pass --target_spacing <mm>.")
         frame, shape, affine = self.plan(network, spacing)
         values = predict_on_grid(network, frame, shape, affine, self.chunk_size, self.amp_bf16)
-        net = _unwrap(network)
+        net = unwrap_network(network)
         meta = {
             "intensity_range": net.intensity_range.detach().cpu().numpy().copy(),
             "target_spacing": np.asarray(spacing, dtype=np.float64),
@@ -818,7 +807,7 @@ def check_fitted_geometry(
         shape, _ = read_volume_header(p, f"{arg} ({p})")
         grids.append((shape, _header_affine(nib.load(str(p)), f"{arg} ({p})")))
     expected = SharedFrame.from_grids(grids)
-    net = _unwrap(network)
+    net = unwrap_network(network)
     stored = SharedFrame.from_affine(net.frame_affine, net.fov_bounds)
     same = all(
         np.allclose(a, b, atol=atol_mm)
@@ -899,7 +888,7 @@ def fit_pair(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(epochs)))
     handlers: list[Any] = [LrScheduleHandler(sched, print_lr=False)]
     stopper = None
-    n_out = int(getattr(_unwrap(network), "out_channels", 1))
+    n_out = int(getattr(unwrap_network(network), "out_channels", 1))
     if early_stopping and n_out >= 2:
         stopper = MIEarlyStopping(
             pair.mask_points(mi_points, seed=seed), min_delta=mi_min_delta, window=mi_window, min_epochs=mi_min_epochs
@@ -939,7 +928,7 @@ def fit_pair(
     t0 = time.perf_counter()
     trainer.run()
     seconds = time.perf_counter() - t0
-    _unwrap(network).eval()
+    unwrap_network(network).eval()
     return FitResult(
         network=network,
         epochs=int(trainer.state.epoch),

@@ -36,6 +36,7 @@ from monai_inr.engines.fitting import ContrastPair, fit_pair, predict_on_grid, r
 from monai_inr.io import InputError, save_nifti
 from monai_inr.metrics import write_metrics
 from monai_inr.metrics.multi_contrast import evaluate_contrast_pair
+from monai_inr.networks.utils import unwrap_network
 
 __all__ = ["MultiContrastEvaluation", "METHODS"]
 
@@ -106,7 +107,7 @@ class MultiContrastEvaluation:
             self.degradation = degradation
         if not self.items:
             raise InputError("the evaluation datalist has no subjects.")
-        self.template = network.module if hasattr(network, "module") else network
+        self.template = unwrap_network(network)
         self.methods = list(methods)
         self.output_dir = Path(output_dir)
         self.names = list(contrast_names)

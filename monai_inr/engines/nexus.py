@@ -31,7 +31,6 @@ from typing import Any, Hashable, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
-import psutil
 import torch
 from monai.data import MetaTensor
 from monai.engines import PrepareBatch
@@ -39,7 +38,9 @@ from monai.inferers import Inferer
 from monai.transforms import MapTransform
 
 from monai_inr import coords
+from monai_inr.inferers.memory import GB, memory_budget_bytes
 from monai_inr.io import InputError, atomic_path, check_volume
+from monai_inr.networks.utils import unwrap_network
 from monai_inr.transforms.nexus_sampling import zscore_stats
 
 __all__ = [
@@ -62,11 +63,6 @@ __all__ = [
 ]
 
 MODALITIES = ("t1w", "t2w")
-_GB = 1024**3
-
-
-def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
-    return network.module if hasattr(network, "module") else network
 
 
 # ------------------------------------------------------------------------------------------------------ training
@@ -184,18 +180,6 @@ def _as_volume(x: Any, name: str, in_channels: int = 1) -> tuple[np.ndarray, np.
 # ------------------------------------------------------------------------------------------------------ memory
 
 
-def _budget_bytes(memory_budget_gb: float | None, device: torch.device | str = "cpu") -> float:
-    """The memory budget: given, or 90 % of the free GPU memory on CUDA, or min(8 GB, RSS + 80 % of available RAM)."""
-    if memory_budget_gb is not None:
-        return float(memory_budget_gb) * _GB
-    device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_available():
-        free, _ = torch.cuda.mem_get_info(device)
-        return 0.9 * float(free)
-    vm = psutil.virtual_memory()
-    return float(min(8 * _GB, psutil.Process().memory_info().rss + 0.8 * vm.available))
-
-
 def plan_memory(
     network: torch.nn.Module,
     lr_shapes: Sequence[Sequence[int]],
@@ -206,7 +190,7 @@ def plan_memory(
 ) -> dict[str, float]:
     """Predicted peak bytes of :func:`predict_volume`: LR feature maps, encoder workspace (whole volume, or tiles of
     ``encoder_voxels`` voxels including their halo), tile working set, output."""
-    net = _unwrap(network)
+    net = unwrap_network(network)
     c = net.feature_channels
     maps = 2 if net.dual_branch else 1
     n_lr = [int(np.prod(s)) for s in lr_shapes]
@@ -236,15 +220,15 @@ def _min_encoder_voxels(net: torch.nn.Module, lr_shapes: Sequence[Sequence[int]]
 
 def _plan_encoder_voxels(network, lr_shapes, output_shape, tile_size, memory_budget_gb, device, encoder_voxel_budget):
     """Largest encoder tile (voxels incl. halo) that fits the budget; :class:`InputError` when nothing fits."""
-    net = _unwrap(network)
-    budget = _budget_bytes(memory_budget_gb, device)
+    net = unwrap_network(network)
+    budget = memory_budget_bytes(memory_budget_gb, device)
     smallest = _min_encoder_voxels(net, lr_shapes)
     plan = plan_memory(net, lr_shapes, output_shape, tile_size, encoder_voxels=smallest)
     if plan["total"] > budget:
         raise InputError(
             f"the Nexus-INR output of shape {tuple(int(n) for n in output_shape)} needs about "
-            f"{plan['total'] / _GB:.2f} GB (LR feature maps {plan['feature_maps'] / _GB:.2f} GB, output "
-            f"{plan['output'] / _GB:.2f} GB) but the memory budget is {budget / _GB:.2f} GB; use a coarser target "
+            f"{plan['total'] / GB:.2f} GB (LR feature maps {plan['feature_maps'] / GB:.2f} GB, output "
+            f"{plan['output'] / GB:.2f} GB) but the memory budget is {budget / GB:.2f} GB; use a coarser target "
             f"spacing, smaller inputs or a larger memory_budget_gb."
         )
     rest = budget - plan["feature_maps"] - plan["output"]
@@ -311,7 +295,7 @@ def predict_volume(
     Raises:
         InputError: inputs that do not overlap, or a plan beyond ``memory_budget_gb``.
     """
-    net = _unwrap(network)
+    net = unwrap_network(network)
     x = [np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, dtype=np.float32) for v in (t1w_lr, t2w_lr)]
     x = [v.reshape(v.shape[-3:]) for v in x]
     aff = [np.asarray(affine1, np.float64), np.asarray(affine2, np.float64)]
@@ -386,7 +370,7 @@ def predict_subject(
     in the same units). The grid is given by ``output_shape`` and ``output_affine`` (e.g. the ground truth's, or
     :func:`union_output_grid`); the inputs may be on any grids that overlap it.
     """
-    in_ch = _unwrap(network).in_channels
+    in_ch = unwrap_network(network).in_channels
     a1 = _as_volume(t1w_lr, "t1w", in_ch)
     a2 = _as_volume(t2w_lr, "t2w", in_ch)
     out = predict_volume(network, a1[0], a1[1], a2[0], a2[1], output_shape, output_affine, device, tile_size,
@@ -470,7 +454,7 @@ class NexusVolumeInferer(Inferer):
             raise ValueError(f"NexusVolumeInferer works on one subject at a time, got a batch of {inputs.shape[0]}.")
         a1 = np.asarray(inputs.affine.reshape(-1, 4, 4)[0], np.float64)
         a2 = np.asarray(t2w_lr.affine.reshape(-1, 4, 4)[0], np.float64)
-        dev = next(_unwrap(network).parameters()).device
+        dev = next(unwrap_network(network).parameters()).device
         out = predict_volume(network, inputs[0].as_tensor(), a1, t2w_lr[0].as_tensor(), a2, output_shape, output_affine,
                              dev, self.tile_size, self.memory_budget_gb, self.amp_bf16, self.encoder_voxel_budget)
         return MetaTensor(torch.from_numpy(out)[None], affine=torch.as_tensor(output_affine))
@@ -532,30 +516,16 @@ class SaveNexusOutputsd(MapTransform):
         return d
 
 
-def output_names(t1w: str, t2w: str) -> list[str]:
-    """Output file stems from the input names (``sub-01_T1w.nii.gz`` -> ``sub-01_T1w``)."""
-    out = []
-    for p, default in ((t1w, "t1w"), (t2w, "t2w")):
-        name = Path(str(p)).name
-        for ext in (".nii.gz", ".nii"):
-            if name.endswith(ext):
-                name = name[: -len(ext)]
-        out.append(name or default)
-    if out[0] == out[1]:
-        out = [f"{out[0]}_t1w", f"{out[1]}_t2w"]
-    return out
-
-
 def check_inference(network: torch.nn.Module, t1w: str, t2w: str, target_spacing, tile_size: int = 32,
                     memory_budget_gb: float | None = None) -> tuple[tuple[int, ...], np.ndarray]:
     """Everything an inference run checks before any work: inputs, overlap, spacing, memory plan; returns the grid."""
     from monai_inr.engines.checks import validate_scale
 
     validate_scale(None, target_spacing)
-    in_ch = _unwrap(network).in_channels
+    in_ch = unwrap_network(network).in_channels
     (x1, a1), (x2, a2) = load_modality(t1w, "t1w", in_ch), load_modality(t2w, "t2w", in_ch)
     check_overlap(x1.shape, a1, x2.shape, a2, names=(f"t1w ({t1w})", f"t2w ({t2w})"))
     shape, affine = union_output_grid(x1.shape, a1, x2.shape, a2, target_spacing)
-    device = next(_unwrap(network).parameters()).device
+    device = next(unwrap_network(network).parameters()).device
     _check_budget(network, [x1.shape, x2.shape], shape, tile_size, memory_budget_gb, device)
     return shape, affine

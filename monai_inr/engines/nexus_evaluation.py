@@ -48,6 +48,7 @@ from monai_inr import coords
 from monai_inr.engines.fitting import ContrastPair, fit_pair, load_contrast, predict_on_grid, resample_to_grid
 from monai_inr.io import InputError, read_volume_header, save_nifti
 from monai_inr.metrics import evaluate_pair, normalize_to_reference, summarize, write_metrics
+from monai_inr.networks.utils import unwrap_network
 
 __all__ = [
     "MODALITIES",
@@ -210,7 +211,7 @@ class MultiContrastINRMethod:
         seed: int = 0,
         chunk_size: int = 65536,
     ) -> None:
-        self.template = network.module if hasattr(network, "module") else network
+        self.template = unwrap_network(network)
         self.fit_kwargs = dict(fit_kwargs or {})
         self.mask_threshold = float(mask_threshold)
         self.device = device
@@ -502,7 +503,7 @@ def nexus_inr_methods(
                     if network is None or len(candidates) == 1:
                         chosen = candidates[0]
                     else:
-                        ref = network.module if hasattr(network, "module") else network
+                        ref = unwrap_network(network)
                         chosen = next((c for c in candidates if _same_structure(network_from_bundle(c), ref)), None)
                         if chosen is None:
                             raise InputError(
@@ -512,7 +513,7 @@ def nexus_inr_methods(
                 files = chosen
             net = network_from_bundle(files, spec.get("overrides"))
         elif network is not None:
-            net = copy.deepcopy(network.module if hasattr(network, "module") else network)
+            net = copy.deepcopy(unwrap_network(network))
         else:
             raise InputError(f"Nexus-INR row {name!r}: give a network or bundle config files to build it from.")
         out[str(name)] = NexusINRMethod(net, spec["checkpoint"], device=device, predict_kwargs=predict_kwargs)

@@ -22,11 +22,11 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 
 from monai_inr import coords
+from monai_inr.inferers.memory import GB, memory_budget_bytes
 from monai_inr.io import InputError
 
 __all__ = ["ImplicitNetwork", "ImplicitInferer", "TilePlan", "plan_tiles"]
 
-_GB = 1024**3
 
 
 @runtime_checkable
@@ -265,11 +265,7 @@ class ImplicitInferer(Inferer):
 
     # ------------------------------------------------------------------ memory
     def _budget_bytes(self) -> float:
-        if self.memory_budget_gb is not None:
-            return float(self.memory_budget_gb) * _GB
-        vm = psutil.virtual_memory()
-        rss = psutil.Process().memory_info().rss
-        return float(min(6 * _GB, rss + 0.8 * vm.available))
+        return memory_budget_bytes(self.memory_budget_gb)
 
     # ------------------------------------------------------------------ main
     def __call__(  # type: ignore[override]
@@ -357,8 +353,8 @@ class ImplicitInferer(Inferer):
         def fail(need: float) -> InputError:
             return InputError(
                 f"The requested output grid {_format(out_shape)} (from input {_format(in_shape)}, batch {batch}) needs "
-                f"about {need / _GB:.2f} GB (output {out_bytes / _GB:.2f} GB plus working memory and the "
-                f"{rss / _GB:.2f} GB already in use) but the memory budget is {budget / _GB:.2f} GB; lower the scale, "
+                f"about {need / GB:.2f} GB (output {out_bytes / GB:.2f} GB plus working memory and the "
+                f"{rss / GB:.2f} GB already in use) but the memory budget is {budget / GB:.2f} GB; lower the scale, "
                 f"enable amp_bf16 or raise memory_budget_gb."
             )
 

@@ -35,11 +35,11 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 
 from monai_inr import coords
+from monai_inr.inferers.memory import GB, memory_budget_bytes
 from monai_inr.io import InputError
 
 __all__ = ["ReferenceSliceNetwork", "SliceWiseInferer", "ReferencePlan", "plan_reference", "validate_scale_range"]
 
-_GB = 1024**3
 
 
 @runtime_checkable
@@ -219,11 +219,7 @@ class SliceWiseInferer(Inferer):
 
     # ------------------------------------------------------------------------------------------------ checks
     def _budget(self) -> float:
-        if self.memory_budget_gb is not None:
-            return float(self.memory_budget_gb) * _GB
-        vm = psutil.virtual_memory()
-        rss = psutil.Process().memory_info().rss
-        return float(min(6 * _GB, rss + 0.8 * vm.available))
+        return memory_budget_bytes(self.memory_budget_gb)
 
     def _check_memory(self, network: Any, batch: int, out_ch: int, out_shape3: Sequence[int], plane: Sequence[int]):
         per_px = float(getattr(network, "decode_workspace_channels", 512))
@@ -237,8 +233,8 @@ class SliceWiseInferer(Inferer):
         budget = self._budget()
         if need > budget:
             raise InputError(
-                f"the output grid {'x'.join(map(str, out_shape3))} needs about {need / _GB:.2f} GB but the memory "
-                f"budget is {budget / _GB:.2f} GB; lower the scale or raise memory_budget_gb."
+                f"the output grid {'x'.join(map(str, out_shape3))} needs about {need / GB:.2f} GB but the memory "
+                f"budget is {budget / GB:.2f} GB; lower the scale or raise memory_budget_gb."
             )
 
     # ------------------------------------------------------------------------------------------------ main
