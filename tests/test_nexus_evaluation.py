@@ -1,7 +1,6 @@
 """Nexus-INR evaluation (Tables 1, 2, 5): methods on the ground-truth grid, protocol scores, tables, evaluate.json."""
 
 import csv
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from monai.bundle import ConfigParser, ConfigWorkflow
 
+from monai_inr.data.nexus import build_nexus_dataset
 from monai_inr.engines.nexus_evaluation import (
     HR_ROW,
     ArSSRMethod,
@@ -29,14 +29,12 @@ from monai_inr.engines.nexus_evaluation import (
 from monai_inr.io import InputError
 from monai_inr.metrics import evaluate_pair, normalize_to_reference
 
-from _nexus_eval_fixtures import write_datalist
 
 REPO = Path(__file__).resolve().parents[1]
 ARSSR_FILES = [str(REPO / "bundles/arssr/configs/train.json"), str(REPO / "bundles/arssr/configs/quick.json")]
 MC_FILES = [str(REPO / f"bundles/multi_contrast_inr/configs/{f}.json") for f in ("train", "quick")]
 EVALUATE = str(REPO / "bundles/nexus_inr/configs/evaluate.json")
 NEXUS_TRAIN = REPO / "bundles/nexus_inr/configs/train.json"
-HAS_NEXUS = importlib.util.find_spec("monai_inr.engines.nexus") is not None
 
 TINY_ARSSR = {
     "encoder_kwargs": {"features": 8, "growth": 8, "num_blocks": 1, "num_layers": 1},
@@ -62,7 +60,8 @@ TINY_SEG = {
 
 @pytest.fixture(scope="module")
 def datalist(tmp_path_factory):
-    return write_datalist(tmp_path_factory.mktemp("nexus_eval_data"), num_train=2, num_test=1, spacing=6.0)
+    out = tmp_path_factory.mktemp("nexus_eval_data")
+    return build_nexus_dataset(out, num_train=2, num_val=0, num_test=1, spacing=6.0)
 
 
 @pytest.fixture(scope="module")
@@ -229,18 +228,19 @@ def test_bad_methods_and_inputs_fail_with_one_sentence(datalist, test_item, tmp_
         available_models(spec, required=["Full"])
 
 
+TINY_NEXUS = {
+    "feature_channels": 8,
+    "encoder_kwargs": {"features": 8, "growth": 8, "num_blocks": 1, "num_layers": 1},
+    "attention_window": 2,
+    "attention_heads": 2,
+    "pe_frequencies": 4,
+    "decoder_hidden": 16,
+    "decoder_layers": 2,
+}
+
 def test_evaluate_json_runs_through_the_bundle_workflow(datalist, tmp_path):
     from monai_inr.networks.nets import ArSSR
 
-    # a stand-in for the keys evaluate.json takes from the Nexus-INR train.json
-    base = tmp_path / "train.json"
-    base.write_text(json.dumps({
-        "imports": ["$import os", "$import torch", "$import monai_inr"],
-        "bundle_root": str(tmp_path / "bundle"),
-        "ckpt_dir": "$@bundle_root + '/models'",
-        "datalist": str(datalist),
-        "network_def": None,
-    }))
     parser = ConfigParser()
     parser.read_config(ARSSR_FILES)
     for k, v in TINY_ARSSR.items():
@@ -250,6 +250,9 @@ def test_evaluate_json_runs_through_the_bundle_workflow(datalist, tmp_path):
     ckpt = tmp_path / "arssr.pt"
     torch.save(net.state_dict(), ckpt)
     overrides = {
+        **TINY_NEXUS,
+        "bundle_root": str(tmp_path / "bundle"),
+        "eval_datalist": str(datalist),
         "arssr_bundle_dir": str(REPO / "bundles/arssr"),
         "mc_inr_bundle_dir": str(REPO / "bundles/multi_contrast_inr"),
         "eval_device": "cpu",
@@ -263,7 +266,9 @@ def test_evaluate_json_runs_through_the_bundle_workflow(datalist, tmp_path):
         "eval_segmentation_training": {"max_epochs": 1, "num_samples": 2, "batch_size": 2},
         "eval_segmentation_roi": [16, 16, 16],
     }
-    wf = ConfigWorkflow(config_file=[str(base), EVALUATE], workflow_type="eval", run_id="evaluating", **overrides)
+    wf = ConfigWorkflow(
+        config_file=[str(NEXUS_TRAIN), EVALUATE], workflow_type="eval", run_id="evaluating", **overrides
+    )
     wf.initialize()
     wf.run()
     wf.finalize()
@@ -278,7 +283,6 @@ def test_evaluate_json_runs_through_the_bundle_workflow(datalist, tmp_path):
     assert (tmp_path / "bundle" / "models" / "downstream_unet" / "model.pt").is_file()
 
 
-@pytest.mark.skipif(not HAS_NEXUS, reason="monai_inr.engines.nexus (Nexus-INR inference) is not there yet")
 def test_nexus_rows_plug_in_through_predict_subject(datalist, test_item, tmp_path):
     from monai_inr.networks.nets import NexusINR
 
@@ -298,18 +302,7 @@ def test_nexus_rows_plug_in_through_predict_subject(datalist, test_item, tmp_pat
     assert rec["method"] == "Nexus-INR" and math.isfinite(rec["psnr_t1w"]) and math.isfinite(rec["ssim_t2w"])
 
 
-TINY_NEXUS = {
-    "feature_channels": 8,
-    "encoder_kwargs": {"features": 8, "growth": 8, "num_blocks": 1, "num_layers": 1},
-    "attention_window": 2,
-    "attention_heads": 2,
-    "pe_frequencies": 4,
-    "decoder_hidden": 16,
-    "decoder_layers": 2,
-}
 
-
-@pytest.mark.skipif(not (HAS_NEXUS and NEXUS_TRAIN.is_file()), reason="the Nexus-INR train.json is not there yet")
 def test_evaluate_json_merged_with_the_nexus_bundle_fills_the_ablation_table(datalist, tmp_path):
     files = [str(NEXUS_TRAIN), str(NEXUS_TRAIN.parent / "quick.json")]
     root = tmp_path / "bundle"
@@ -356,7 +349,6 @@ def test_evaluate_json_merged_with_the_nexus_bundle_fills_the_ablation_table(dat
     assert "| Baseline | 1 |" in (root / "eval" / "results.md").read_text()
 
 
-@pytest.mark.skipif(not (HAS_NEXUS and NEXUS_TRAIN.is_file()), reason="the Nexus-INR train.json is not there yet")
 def test_ablation_networks_are_parsed_from_the_config_files_of_the_evaluated_profile(tmp_path):
     quick = [str(NEXUS_TRAIN), str(NEXUS_TRAIN.parent / "quick.json")]
     other = tmp_path / "wider.json"

@@ -2,12 +2,14 @@
 
 import json
 import math
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
+from monai_inr.data.nexus import build_nexus_dataset
 from monai_inr.engines.segmentation import (
     build_segmentation_network,
     load_segmentation_item,
@@ -20,7 +22,6 @@ from monai_inr.engines.segmentation import (
 )
 from monai_inr.io import InputError, save_nifti
 
-from _nexus_eval_fixtures import write_subject
 
 TINY = {"channels": (4, 8, 16), "strides": (2, 2), "num_res_units": 1}
 
@@ -103,7 +104,8 @@ def test_segmentation_input_zscores_inside_the_mask():
 @pytest.fixture(scope="module")
 def subjects(tmp_path_factory):
     d = tmp_path_factory.mktemp("seg")
-    return [write_subject(d, f"s{i}", 300 + i, spacing=6.0) for i in range(2)]
+    datalist = build_nexus_dataset(d, num_train=2, num_val=0, num_test=0, spacing=6.0)
+    return json.loads(Path(datalist).read_text())["training"]
 
 
 def test_bad_label_map_names_the_file(subjects, tmp_path):
