@@ -113,3 +113,16 @@ def test_checkpoint_that_carries_its_network(tmp_path):
     save_network_checkpoint(net_def, bad, tmp_path / "nan.pt")
     with pytest.raises(InputError, match="non-finite weights"):
         network_from_checkpoint(default, tmp_path / "nan.pt")
+
+
+def test_network_knows_its_definition(tmp_path):
+    from monai_inr.engines.checks import network_from_checkpoint, save_network_checkpoint
+    from monai_inr.networks.nets import ArSSR
+
+    net = ArSSR(feature_channels=6, decoder_hidden=8, encoder_kwargs={"num_blocks": 1, "num_layers": 1,
+                                                                     "features": 4, "growth": 4}, input_skip=True)
+    save_network_checkpoint(net, None, tmp_path / "m.pt", dtype=None)
+    rebuilt = network_from_checkpoint(ArSSR(), tmp_path / "m.pt")
+    assert rebuilt.config == net.config
+    for (k, a), b in zip(net.state_dict().items(), rebuilt.state_dict().values()):
+        assert torch.equal(a, b), k

@@ -174,17 +174,25 @@ def network_from_checkpoint(
 
 
 def save_network_checkpoint(
-    network_def: dict,
-    state_dict: dict[str, torch.Tensor],
+    network_def: dict | torch.nn.Module,
+    state_dict: dict[str, torch.Tensor] | None,
     path: str | os.PathLike,
     dtype: torch.dtype | None = torch.float16,
 ) -> Path:
     """Write a checkpoint that carries its network: ``{"network_def": network_def, "model": state_dict}``.
 
     ``network_def`` is a bundle-config dict (``"_target_"`` in ``monai_inr.networks.nets`` plus constructor
-    arguments); floating-point weights are stored as ``dtype`` (half precision by default, widened again on load).
-    Written atomically; an existing file at ``path`` is only replaced by a complete new one.
+    arguments) or a network that knows its own (a ``config`` attribute, as :class:`~monai_inr.networks.nets.ArSSR`);
+    ``state_dict=None`` takes that network's weights. Floating-point weights are stored as ``dtype`` (half precision
+    by default, widened again on load). Written atomically; an existing file at ``path`` is only replaced by a
+    complete new one.
     """
+    if isinstance(network_def, torch.nn.Module):
+        net = unwrap_network(network_def)
+        state_dict = net.state_dict() if state_dict is None else state_dict
+        network_def = getattr(net, "config", None)
+    if state_dict is None:
+        raise ValueError("save_network_checkpoint: give the weights (state_dict) with a network definition dict.")
     target = network_def.get("_target_") if isinstance(network_def, dict) else None
     if not isinstance(target, str) or not target.startswith(_TRUSTED_TARGET_PREFIX):
         raise ValueError(f"network_def must name a constructor in {_TRUSTED_TARGET_PREFIX}*, got {target!r}.")

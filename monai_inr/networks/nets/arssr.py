@@ -77,6 +77,17 @@ class ArSSR(nn.Module):
         self.feature_channels = int(feature_channels)
         self.out_channels = int(out_channels)
         self.input_skip = bool(input_skip)
+        self._config = None if isinstance(encoder, nn.Module) else {
+            "_target_": f"{__name__.rsplit('.', 1)[0]}.ArSSR",
+            "encoder": str(encoder),
+            "in_channels": int(in_channels),
+            "feature_channels": int(feature_channels),
+            "decoder_hidden": int(decoder_hidden),
+            "out_channels": int(out_channels),
+            "encoder_kwargs": dict(encoder_kwargs or {}),
+            "output_activation": output_activation,
+            "input_skip": bool(input_skip),
+        }
         if self.input_skip and out_channels != in_channels:
             raise ValueError(
                 f"input_skip needs out_channels == in_channels (the skip adds the interpolated input), got "
@@ -90,6 +101,12 @@ class ArSSR(nn.Module):
         self.output_activation = (
             get_act_layer(act) if self.input_skip and act not in (None, "none", "identity", "linear") else None
         )
+
+    @property
+    def config(self) -> dict | None:
+        """The bundle-config definition that rebuilds this network (``None`` with an encoder module), stored in
+        shipped checkpoints (:func:`monai_inr.engines.checks.save_network_checkpoint`)."""
+        return None if self._config is None else dict(self._config, encoder_kwargs=dict(self._config["encoder_kwargs"]))
 
     @property
     def receptive_radius(self) -> int:
