@@ -261,3 +261,13 @@ def test_patch_pair_physical_degradation_and_supervise_margin():
         RandScalePatchPairSampled("image", lr_patch_size=(8, 8, 8), supervise_margin=4)
     with pytest.raises(ValueError, match="degradation_prob"):
         RandScalePatchPairSampled("image", lr_patch_size=(8, 8, 8), degradation=deg, degradation_prob=1.5)
+
+
+def test_patch_pair_isotropic_probability_mixes_isotropic_and_anisotropic_scales():
+    data = {"image": MetaTensor(torch.rand(1, 50, 50, 50), affine=torch.eye(4))}
+    t = RandScalePatchPairSampled("image", lr_patch_size=(6, 6, 6), scale_range=(1.5, 4.0), scale_step=0.1,
+                                  isotropic=0.5, num_coords=20).set_random_state(0)
+    iso = [len(set(t(data)["scale"].tolist())) == 1 for _ in range(60)]
+    assert 15 < sum(iso) < 45  # about half isotropic; per-axis draws are rarely all equal
+    with pytest.raises(ValueError, match="isotropic"):
+        RandScalePatchPairSampled("image", lr_patch_size=(6, 6, 6), isotropic=1.5)

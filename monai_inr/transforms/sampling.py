@@ -153,7 +153,8 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
         lr_patch_size: LR patch size per axis.
         scale_range: ``(low, high)`` downsampling factors, ``1 <= low <= high``.
         scale_step: grid step of the scales (0.1 in ArSSR); ``None`` draws ``U(low, high)``.
-        isotropic: one scale for all axes, else independent per axis.
+        isotropic: one scale for all axes (``True``), independent per axis (``False``), or a probability in
+            ``(0, 1)`` of drawing an isotropic scale (a mix of isotropic and anisotropic training pairs).
         num_coords: HR voxels per sample (``None``: all, only collatable with a fixed scale).
         replace: draw with replacement (needed when ``num_coords`` exceeds the smallest HR crop).
         num_samples: samples per input dict.
@@ -179,7 +180,7 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
         lr_patch_size: Sequence[int] | int = (10, 10, 10),
         scale_range: Sequence[float] = (2.0, 4.0),
         scale_step: float | None = 0.1,
-        isotropic: bool = True,
+        isotropic: bool | float = True,
         num_coords: int | None = 8000,
         replace: bool = False,
         num_samples: int = 1,
@@ -221,7 +222,10 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
             raise ValueError(f"scale_range must be (low, high) with low <= high, got {tuple(scale_range)}.")
         self.scale_range = (lo, hi)
         self.scales = scale_grid(self.scale_range, scale_step)
-        self.isotropic = bool(isotropic)
+        p_iso = float(isotropic)
+        if not 0.0 <= p_iso <= 1.0:
+            raise ValueError(f"isotropic must be a bool or a probability in [0, 1], got {isotropic}.")
+        self.isotropic = p_iso
         self.num_coords = None if num_coords is None else int(num_coords)
         self.replace = bool(replace)
         smallest = int(np.prod(self._interior_shape(coords.scaled_shape(self.lr_patch_size, (lo,) * nd))))
@@ -270,7 +274,8 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
     # ------------------------------------------------------------------------------------------------ random draws
     def _draw_scale(self) -> tuple[float, ...]:
         nd = len(self.lr_patch_size)
-        n = 1 if self.isotropic else nd
+        iso = self.isotropic >= 1.0 or (self.isotropic > 0.0 and self.R.rand() < self.isotropic)
+        n = 1 if iso else nd
         if self.scales is None:
             s = self.R.uniform(self.scale_range[0], self.scale_range[1], size=n)
         else:
