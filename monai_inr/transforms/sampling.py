@@ -303,7 +303,7 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
         best, best_frac = None, -1.0
         for _ in range(self.max_tries):
             start = self._draw_start(spatial_shape)
-            frac = float(fg[tuple(slice(s, s + h) for s, h in zip(start, self._hr_size))].mean())
+            frac = float(fg[tuple(slice(s, s + h) for s, h in zip(start, self._hr_size))].float().mean())
             if frac > best_frac:
                 best, best_frac = start, frac
             if frac >= self.min_foreground:
@@ -394,7 +394,7 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
         fg = None
         if self.foreground_threshold is not None:
             first = images[0].as_tensor() if isinstance(images[0], MetaTensor) else images[0]
-            fg = (first > self.foreground_threshold).any(dim=0).to(torch.float32)
+            fg = (first > self.foreground_threshold).any(dim=0)  # bool: only the candidate crops are averaged
         samples = [self._one_sample(d, images, affines, fg) for _ in range(self.num_samples)]
         return samples[0] if self.num_samples == 1 else samples
 
