@@ -1,4 +1,11 @@
-from .checks import as_file_list, load_checkpoint, validate_inputs, validate_scale
+from .checks import (
+    as_file_list,
+    load_checkpoint,
+    network_from_checkpoint,
+    save_network_checkpoint,
+    validate_inputs,
+    validate_scale,
+)
 from .evaluation import BASELINE_ORDERS, SuperResolutionMetrics, with_scales
 from .prepare_batch import PrepareBatchOutputGrid
 from .curriculum import CurriculumState, CurRandomCurriculum

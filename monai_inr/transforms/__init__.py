@@ -118,3 +118,7 @@ __all__ += ["MultiScaleDownsampled", "lr_key", "lr_query_grid", "make_downsample
 from .nexus_sampling import NexusZScored, RandNexusPatchd, slice_factors_of, zscore_stats
 
 __all__ += ["NexusZScored", "RandNexusPatchd", "slice_factors_of", "zscore_stats"]
+
+from .acquisition import RandPhysicalAcquisition, WhiteMatterLeveld, white_matter_level
+
+__all__ += ["RandPhysicalAcquisition", "WhiteMatterLeveld", "white_matter_level"]
