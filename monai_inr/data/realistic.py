@@ -39,7 +39,7 @@ from monai_inr.io import InputError, save_nifti
 __all__ = ["REALISTIC_VERSION", "HOLDOUTS", "SPLIT_HEMISPHERE", "build_realistic_dataset", "write_real_scan", "main"]
 
 #: Bumped whenever the builder's output changes; recorded in datalists so stale datasets are rebuilt.
-REALISTIC_VERSION = "1"
+REALISTIC_VERSION = "2"
 HOLDOUTS = ("hemisphere", "none")
 #: Which hemisphere each split is built from with ``holdout="hemisphere"``.
 SPLIT_HEMISPHERE = {"training": "left", "validation": "right", "test": "right"}
@@ -53,10 +53,14 @@ def _hemisphere_mask(shape: Sequence[int], affine: np.ndarray, plane_x: float, s
 
 
 def write_real_scan(out_dir: str | os.PathLike, image: str | os.PathLike, segmentation: "anat.Segmentation",
-                    side: str | None = "right", plane_x: float | None = None, subject_id: str = "real-0000"
-                    ) -> dict[str, str]:
+                    side: str | None = "right", plane_x: float | None = None, subject_id: str = "real-0000",
+                    crop: bool = False) -> dict[str, str]:
     """Write a real T1w (float32 copy, same grid), its brain mask (restricted to ``side`` of the mid-sagittal plane
-    ``x = plane_x`` when ``side`` is given) and tissue labels resampled from ``segmentation``; a datalist item."""
+    ``x = plane_x`` when ``side`` is given) and tissue labels resampled from ``segmentation``; a datalist item.
+
+    ``crop=True`` (with ``side``) keeps only the bounding box of the voxels on ``side`` (affine translated to match),
+    so a training pipeline that draws patches anywhere in the image never sees the other hemisphere (exact for the
+    axis-aligned Colin27 grid)."""
     src = nib.load(str(image))
     data = np.asarray(src.dataobj, dtype=np.float32)
     while data.ndim > 3:
@@ -68,7 +72,13 @@ def write_real_scan(out_dir: str | os.PathLike, image: str | os.PathLike, segmen
     del fractions
     mask = labels > 0
     if side is not None:
-        mask &= _hemisphere_mask(shape, affine, float(plane_x if plane_x is not None else 0.0), side)
+        half = _hemisphere_mask(shape, affine, float(plane_x if plane_x is not None else 0.0), side)
+        mask &= half
+        if crop:
+            box = tuple(slice(int(ix.min()), int(ix.max()) + 1) for ix in np.nonzero(half))
+            data, labels, mask = data[box], labels[box], mask[box]
+            affine = affine.copy()
+            affine[:3, 3] += affine[:3, :3] @ np.array([b.start for b in box], dtype=np.float64)
     out = Path(out_dir).resolve()
     item = {
         "image": str(save_nifti(data, affine, out / f"{subject_id}_T1w.nii.gz")),
@@ -105,7 +115,9 @@ def build_realistic_dataset(
     Subject items are those of :func:`monai_inr.data.phantom.write_subject` plus ``"image"`` (= the T1w, or the
     first contrast when T1w is not written): ``{"image", "mask", "label", <one key per contrast>, "subject"}``, all
     absolute paths except ``subject``. ``"real"`` holds one item for the real scan (:func:`write_real_scan`, keys
-    ``image``/``t1w``/``mask``/``label``/``subject``) when ``write_real``. Labels: 0 background, 1 CSF, 2 GM, 3 WM,
+    ``image``/``t1w``/``mask``/``label``/``subject``) when ``write_real``; with the hemisphere holdout,
+    ``"real_training"`` holds the real scan's training (left) hemisphere, cropped, for training on real
+    intensities. Labels: 0 background, 1 CSF, 2 GM, 3 WM,
     4 oedema, 5 tumour.
 
     Args:
@@ -163,6 +175,8 @@ def build_realistic_dataset(
               "masks": [str(m) for m in masks], "anatomy_resolution_mm": res, "write_real": bool(write_real),
               "subject_kwargs": {k: subject_kwargs[k] for k in sorted(subject_kwargs)}}
     splits = (*_SPLITS, "real") if write_real else _SPLITS
+    if write_real and holdout == "hemisphere":
+        splits = (*splits, "real_training")
     if not force and current_datalist(path, params, splits) is not None:
         return path
 
@@ -203,6 +217,9 @@ def build_realistic_dataset(
     if write_real:
         datalist["real"] = [write_real_scan(out / "real", real_image, seg,
                                             side="right" if holdout == "hemisphere" else None, plane_x=plane_x)]
+        if holdout == "hemisphere":  # the real scan's training hemisphere, cropped: real intensities for training
+            datalist["real_training"] = [write_real_scan(out / "real", real_image, seg, side="left", plane_x=plane_x,
+                                                         subject_id="real-0000-left", crop=True)]
     datalist["metadata"] = {
         "name": "monai-inr realistic brain",
         "description": ("multi-contrast subjects from real individual anatomy (monai_inr.data.realistic): "
