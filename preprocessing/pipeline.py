@@ -1,6 +1,6 @@
 """The file-level steps behind the CLI: simulate, reconstruct, register, prepare, and run (the whole chain).
 
-Each step validates its inputs (one-sentence :class:`~monai_inr.io.InputError` naming the file), refuses to replace
+Each step validates its inputs (one-sentence :class:`~monai_inr.errors.InputError` naming the file), refuses to replace
 existing results unless ``overwrite``, stages its files and moves them into place only when all are complete, writes a
 JSON sidecar next to every NIfTI, and appends START/END records to ``sub-XX/sub-XX_log.txt``.
 """
@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from monai_inr.io import InputError, load_volume, save_nifti
+from monai_inr.io import load_volume, save_nifti
+from monai_inr.errors import InputError
 
 from . import outputs as out
 from .grid import ReconGrid, paper_grid, resample_volume, upsampled_affine

@@ -20,7 +20,7 @@ from _bundle_helpers import (
     run_torchrun_training,
 )
 from monai_inr import coords
-from monai_inr.io import find_input_error
+from monai_inr.errors import find_input_error
 from monai_inr.networks.nets import ArRFR
 
 pytestmark = pytest.mark.xdist_group("arrfr_bundle")
@@ -112,7 +112,7 @@ def trained(tmp_path_factory, worker_id):
 
 
 def _test_volumes(data_dir: Path) -> dict:
-    from monai_inr.data.sodium import volume_entries
+    from preprocessing.dataset import volume_entries
 
     (item,) = volume_entries(data_dir / "derivatives" / "datalist.json", "test")
     return item

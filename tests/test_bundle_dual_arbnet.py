@@ -21,7 +21,7 @@ from _bundle_helpers import (
 )
 from monai_inr import coords
 from monai_inr.inferers import SliceWiseInferer
-from monai_inr.io import find_input_error
+from monai_inr.errors import find_input_error
 from monai_inr.networks.nets import DualArbNet
 
 pytestmark = pytest.mark.xdist_group("dual_arbnet_bundle")

@@ -20,7 +20,7 @@ from _bundle_helpers import (
 )
 from monai_inr import coords
 from monai_inr.data.multi_contrast import build_multi_contrast_dataset, load_multi_contrast_datalist
-from monai_inr.engines.fitting import SharedFrame
+from monai_inr.coords import SharedFrame
 from monai_inr.networks.nets import MultiContrastINR
 
 pytestmark = pytest.mark.xdist_group("multi_contrast_inr_bundle")

@@ -19,7 +19,7 @@ from _bundle_helpers import (
     run_torchrun_training,
 )
 from monai_inr import coords
-from monai_inr.engines.nexus import predict_subject
+from monai_inr.inferers.nexus import predict_subject
 from monai_inr.networks.nets import NexusINR
 
 pytestmark = pytest.mark.xdist_group("nexus_inr_bundle")

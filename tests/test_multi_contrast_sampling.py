@@ -6,7 +6,7 @@ import torch
 from monai.data import MetaTensor
 
 from monai_inr import coords
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 from monai_inr.transforms import (
     CropToMultipled,
     ExactKSpaceCropd,

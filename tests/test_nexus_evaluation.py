@@ -26,7 +26,7 @@ from monai_inr.engines.nexus_evaluation import (
     target_grid,
     train_arssr_baseline,
 )
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 from monai_inr.metrics import evaluate_pair, normalize_to_reference
 
 

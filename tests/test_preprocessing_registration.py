@@ -4,7 +4,7 @@ import pytest
 
 from _preprocessing_fixtures import phantom_maps, tiny_simulation
 from monai_inr.coords import voxel_to_world
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 from preprocessing.reconstruction import ReconConfig, reconstruct
 from preprocessing.registration import (
     RegistrationConfig,

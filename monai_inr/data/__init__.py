@@ -1,4 +1,5 @@
-"""Data: the synthetic multi-contrast / sodium brain (:mod:`monai_inr.data.phantom`) and datalist builders.
+"""Data: the synthetic multi-contrast / sodium brain (:mod:`monai_inr.data.phantom`), datalist builders, and the
+coordinate datasets of subject-specific fits (:mod:`monai_inr.data.coordinates`).
 
 The phantom module is imported lazily (on first attribute access), so ``python -m monai_inr.data.phantom`` runs it
 as ``__main__`` cleanly and ``import monai_inr.data`` stays light.
@@ -31,3 +32,7 @@ def __dir__() -> list[str]:
 from monai_inr.data.nexus import NEXUS_LABELS, build_brats_datalist, build_nexus_dataset
 
 __all__ += ["NEXUS_LABELS", "build_brats_datalist", "build_nexus_dataset"]
+
+from monai_inr.data.coordinates import ContrastPair, CoordinateDataset, ShuffledBatchSampler
+
+__all__ += ["ContrastPair", "CoordinateDataset", "ShuffledBatchSampler"]

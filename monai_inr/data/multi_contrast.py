@@ -25,7 +25,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from monai_inr.data.datalist import current_datalist
-from monai_inr.io import InputError, save_nifti
+from monai_inr.io import save_nifti
+from monai_inr.errors import InputError
 
 __all__ = ["build_multi_contrast_dataset", "load_multi_contrast_datalist", "input_pair", "ORIENTATION_AXES"]
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from monai_inr import coords
 from monai_inr.data.datalist import current_datalist
-from monai_inr.io import InputError, read_nifti, save_nifti
+from monai_inr.io import read_nifti, save_nifti
+from monai_inr.errors import InputError
 
 __all__ = [
     "build_nexus_dataset",

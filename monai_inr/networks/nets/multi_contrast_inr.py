@@ -43,7 +43,7 @@ class MultiContrastINR(nn.Module):
     * ``fov_bounds`` ``(2, 3)``: lower and upper corner of the union field of view in normalised coordinates;
     * ``intensity_range`` ``(C, 2)``: the min/max that mapped each contrast to [0, 1].
 
-    They are set with :meth:`set_geometry` (by :class:`monai_inr.engines.fitting.ContrastPair`) before fitting.
+    They are set with :meth:`set_geometry` (by :class:`monai_inr.data.coordinates.ContrastPair`) before fitting.
 
     Args:
         architecture: one of :data:`ARCHITECTURES`.
