@@ -81,9 +81,9 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from ignite.engine import Events
 
+    from monai_inr.data.coordinates import ContrastPair
     from monai_inr.data.multi_contrast import build_multi_contrast_dataset, load_multi_contrast_datalist
     from monai_inr.engines.fitting import fit_pair
-    from monai_inr.data.coordinates import ContrastPair
     from monai_inr.inferers.grid import predict_on_grid, predict_points
     from monai_inr.metrics import psnr
     from monai_inr.metrics.multi_contrast import evaluate_contrast_pair

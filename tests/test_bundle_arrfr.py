@@ -9,8 +9,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
-
 from _bundle_helpers import (
     REPO,
     SCHEMA,
@@ -19,6 +17,8 @@ from _bundle_helpers import (
     assert_one_sentence_error,
     run_torchrun_training,
 )
+from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+
 from monai_inr import coords
 from monai_inr.errors import find_input_error
 from monai_inr.networks.nets import ArRFR

@@ -8,9 +8,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from filelock import FileLock
-from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
-
 from _bundle_helpers import (
     REPO,
     SCHEMA,
@@ -19,9 +16,12 @@ from _bundle_helpers import (
     assert_one_sentence_error,
     run_torchrun_training,
 )
+from filelock import FileLock
+from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+
 from monai_inr import coords
-from monai_inr.inferers import SliceWiseInferer
 from monai_inr.errors import find_input_error
+from monai_inr.inferers import SliceWiseInferer
 from monai_inr.networks.nets import DualArbNet
 
 pytestmark = pytest.mark.xdist_group("dual_arbnet_bundle")

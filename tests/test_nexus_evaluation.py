@@ -29,7 +29,6 @@ from monai_inr.engines.nexus_evaluation import (
 from monai_inr.errors import InputError
 from monai_inr.metrics import evaluate_pair, normalize_to_reference
 
-
 REPO = Path(__file__).resolve().parents[1]
 ARSSR_FILES = [str(REPO / "bundles/arssr/configs/train.json"), str(REPO / "bundles/arssr/configs/quick.json")]
 MC_FILES = [str(REPO / f"bundles/multi_contrast_inr/configs/{f}.json") for f in ("train", "quick")]

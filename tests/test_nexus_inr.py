@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from monai_inr import coords
-from monai_inr.inferers.nexus import predict_subject, predict_volume
 from monai_inr.errors import InputError
+from monai_inr.inferers.nexus import predict_subject, predict_volume
 from monai_inr.losses import NexusLoss
 from monai_inr.networks.nets import NexusINR
 from monai_inr.networks.nets.nexus_inr import SubVoxelFourierEncoding, WindowCrossAttention

@@ -6,8 +6,8 @@ import torch
 from monai.data import MetaTensor
 
 from monai_inr import coords
-from monai_inr.inferers import SliceWiseInferer, plan_reference
 from monai_inr.errors import InputError
+from monai_inr.inferers import SliceWiseInferer, plan_reference
 from monai_inr.networks import DualArbNet
 from monai_inr.networks.nets.dual_arbnet import nearest_indices
 

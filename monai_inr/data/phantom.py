@@ -72,8 +72,8 @@ from scipy import ndimage as ndi
 
 from monai_inr.coords import fov_affine, sample_features, spacing_from_affine
 from monai_inr.data.datalist import current_datalist
-from monai_inr.io import atomic_path, save_nifti
 from monai_inr.errors import InputError
+from monai_inr.io import atomic_path, save_nifti
 
 __all__ = [
     "PHANTOM_VERSION",

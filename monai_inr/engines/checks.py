@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from monai_inr.coords import SharedFrame, as_scale_tuple, check_overlap, union_output_grid
+from monai_inr.data.sodium import PLANES
 from monai_inr.errors import InputError
 from monai_inr.inferers.nexus import check_budget
 from monai_inr.inferers.slicewise import plan_reference, validate_scale_range
-from monai_inr.data.sodium import PLANES
 from monai_inr.io import load_magnitude, load_volume, read_image, read_image_geometry, read_volume_header
 from monai_inr.networks.utils import unwrap_network
 from monai_inr.transforms.multiscale import DOWNSAMPLE_MODES

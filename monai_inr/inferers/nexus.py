@@ -33,7 +33,7 @@ from monai.inferers import Inferer
 from monai_inr import coords
 from monai_inr.errors import InputError
 from monai_inr.inferers.implicit import plan_tiles
-from monai_inr.inferers.memory import GB, DEFAULT_ENCODE_WORKSPACE_CHANNELS, memory_budget_bytes, memory_error
+from monai_inr.inferers.memory import DEFAULT_ENCODE_WORKSPACE_CHANNELS, GB, memory_budget_bytes, memory_error
 from monai_inr.io import check_volume, load_volume
 from monai_inr.networks.utils import unwrap_network
 from monai_inr.transforms.nexus_sampling import MODALITIES, zscore_stats

@@ -130,7 +130,7 @@ class LoadNexusPaird(MapTransform):
             for k, m in zip(self.lr_keys, MODALITIES)
         ]
         names = [f"{m} ({d[k]})" for k, m in zip(self.lr_keys, MODALITIES)]
-        check_overlap(vols[0][0].shape, vols[0][1], vols[1][0].shape, vols[1][1], names=names)
+        coords.check_overlap(vols[0][0].shape, vols[0][1], vols[1][0].shape, vols[1][1], names=names)
         for k, (arr, aff) in zip(self.lr_keys, vols):
             d[k] = MetaTensor(torch.from_numpy(arr), affine=torch.as_tensor(aff))
         if self.reference_keys:
@@ -139,7 +139,7 @@ class LoadNexusPaird(MapTransform):
             d["reference"] = MetaTensor(stacked, affine=torch.as_tensor(refs[0][1]))
             shape, affine = refs[0][0].shape, refs[0][1]
         else:
-            shape, affine = union_output_grid(
+            shape, affine = coords.union_output_grid(
                 vols[0][0].shape, vols[0][1], vols[1][0].shape, vols[1][1], self.target_spacing
             )
         d["output_shape"] = torch.tensor(shape, dtype=torch.long)
