@@ -17,12 +17,7 @@ from monai_inr.inferers import SliceWiseInferer
 from monai_inr.networks import DualArbNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_prepare_batch_reference():

@@ -12,12 +12,7 @@ from monai_inr.networks import DualArbNet
 from monai_inr.networks.nets.dual_arbnet import nearest_indices
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ReferenceProbe(torch.nn.Module):

@@ -168,7 +168,7 @@ def _format(shape: Sequence[int]) -> str:
 class ImplicitInferer(Inferer):
     """Super-resolve a whole image with an implicit network at an arbitrary scale, target spacing or output shape.
 
-    The output grid covers the input field of view (cell-centred, ``round(N * s)`` voxels per axis; ``DESIGN.md``),
+    The output grid covers the input field of view (cell-centred, ``round(N * s)`` voxels per axis; :mod:`monai_inr.coords`),
     and the returned :class:`~monai.data.MetaTensor` carries the matching affine
     (:func:`monai_inr.coords.fov_affine`), so saving it needs no further geometry fix.
 

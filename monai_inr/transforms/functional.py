@@ -1,6 +1,6 @@
 """Array-level operators behind the transforms: cell-centred resampling, centred k-space cropping, slice profiles.
 
-Every operator here follows the project's geometry convention (``DESIGN.md``, :mod:`monai_inr.coords`): an output grid
+Every operator here follows the project's geometry convention (stated once in :mod:`monai_inr.coords`): an output grid
 of ``M`` voxels covers the same field of view (FOV) as the ``N`` input voxels, and output voxel ``m`` sits at the
 continuous input index ``(m + 0.5) * N / M - 0.5`` (cell-centred, ``align_corners=False``). The matching affine is
 :func:`monai_inr.coords.fov_affine`.
