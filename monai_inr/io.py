@@ -36,14 +36,17 @@ from monai_inr.errors import InputError
 __all__ = [
     "read_image",
     "read_nifti",
+    "read_image_header",
     "read_dicom_series",
     "itk_to_array_affine",
     "is_dicom_dir",
     "read_volume_header",
     "check_volume",
+    "check_values",
     "check_geometry",
     "load_volume",
     "load_magnitude",
+    "magnitude_geometry",
     "read_image_geometry",
     "load_mask",
     "foreground_mask",
@@ -162,6 +165,15 @@ def read_image(path: str | os.PathLike, label: str | None = None) -> tuple[np.nd
         return arr, affine
     img, data = _open_nifti(path, label)
     return data, np.asarray(img.affine, dtype=np.float64)
+
+
+def read_image_header(path: str | os.PathLike, label: str | None = None) -> tuple[tuple[int, ...], np.dtype, np.ndarray]:
+    """``(shape, dtype, 4x4 affine)`` of a NIfTI file from its header alone (a DICOM series directory is read)."""
+    if is_dicom_dir(path):
+        arr, affine = read_image(path, label)
+        return tuple(arr.shape), arr.dtype, affine
+    img, _ = _open_nifti(path, label, data=False)
+    return tuple(int(n) for n in img.shape), np.dtype(img.get_data_dtype()), np.asarray(img.affine, dtype=np.float64)
 
 
 def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -307,49 +319,76 @@ def load_volume(
     return arr, affine
 
 
-def _complex_layout(data: np.ndarray) -> str | None:
-    if np.iscomplexobj(data):
-        return f"complex dtype {data.dtype}"
-    if data.ndim in (4, 5) and int(data.shape[-1]) == 2:
+def _complex_layout(shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+    if np.issubdtype(dtype, np.complexfloating):
+        return f"complex dtype {dtype}"
+    if len(shape) in (4, 5) and int(shape[-1]) == 2:
         return "2 channels (real, imaginary)"
     return None
 
 
+def _magnitude_shape(
+    p: Path, shape: tuple[int, ...], dtype: np.dtype, complex_mode: str, what: str
+) -> tuple[tuple[int, ...], str | None]:
+    """Spatial shape of the magnitude image of data with ``shape`` and ``dtype`` (and its complex layout), checked."""
+    cx = _complex_layout(shape, dtype)
+    if cx is not None and complex_mode != "magnitude":
+        raise InputError(
+            f"{p}: the {what} image is complex ({cx}) but ArRFR expects a magnitude image (the paper keeps only the "
+            f"sodium magnitude); pass its magnitude or set --complex_sodium magnitude to convert it."
+        )
+    out = tuple(shape[:-1]) if cx is not None and not np.issubdtype(dtype, np.complexfloating) else tuple(shape)
+    while len(out) > 3 and out[-1] == 1:
+        out = out[:-1]
+    if len(out) not in (2, 3):
+        raise InputError(f"{p}: expected a 2D slice or a 3D volume, got shape {out}.")
+    if sum(n > 1 for n in out) < 2:
+        raise InputError(f"{p}: an image needs at least two axes with 2 or more pixels, got shape {out}.")
+    return out, cx
+
+
+def magnitude_geometry(
+    path: str | os.PathLike, complex_mode: str = "error", what: str = "sodium"
+) -> tuple[tuple[int, ...], np.ndarray]:
+    """``(spatial shape, affine)`` of the magnitude image :func:`load_magnitude` returns, from the header alone (the
+    checks that need no voxel data: complex layout, dimensionality)."""
+    p = Path(path)
+    shape, dtype, affine = read_image_header(p)
+    out, _ = _magnitude_shape(p, shape, dtype, complex_mode, what)
+    return out, affine
+
+
 def load_magnitude(path: str | os.PathLike, complex_mode: str = "error", what: str = "sodium") -> tuple[np.ndarray, np.ndarray]:
-    """A 2D slice or 3D volume as a float32 magnitude image and its affine (ArRFR inputs).
+    """A 2D slice or 3D volume as a float32 magnitude image and its affine (ArRFR inputs), validated on this read.
 
     Complex data (complex dtype, or a last axis of 2 = real/imaginary) is an :class:`InputError` unless
     ``complex_mode="magnitude"``, which converts it to its magnitude.
     """
     p = Path(path)
     data, affine = read_image(p)
-    cx = _complex_layout(data)
-    if cx is not None and complex_mode != "magnitude":
-        raise InputError(
-            f"{p}: the {what} image is complex ({cx}) but ArRFR expects a magnitude image (the paper keeps only the "
-            f"sodium magnitude); pass its magnitude or set --complex_sodium magnitude to convert it."
-        )
+    out, cx = _magnitude_shape(p, tuple(data.shape), data.dtype, complex_mode, what)
     if np.iscomplexobj(data):
         data = np.abs(data)
     elif cx is not None:
         data = np.sqrt(np.sum(data.astype(np.float64) ** 2, axis=-1))
-    data = np.asarray(data, dtype=np.float32)
-    while data.ndim > 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    if data.ndim not in (2, 3):
-        raise InputError(f"{p}: expected a 2D slice or a 3D volume, got shape {tuple(data.shape)}.")
-    if sum(n > 1 for n in data.shape) < 2:
-        raise InputError(f"{p}: an image needs at least two axes with 2 or more pixels, got shape {tuple(data.shape)}.")
+    data = np.asarray(data, dtype=np.float32).reshape(out)
     _check_values(data, str(p), purpose="fuse")
     return data, affine
 
 
-def read_image_geometry(path: str | os.PathLike) -> tuple[tuple[int, int, int], int, np.ndarray]:
-    """``(spatial shape as 3D, channels, 4x4 affine)`` of a 2D or 3D NIfTI image (channels in a 4th/5th axis), after
-    checking it is readable, finite and not constant (one-sentence :class:`InputError` otherwise)."""
+def read_image_geometry(
+    path: str | os.PathLike, header_only: bool = False
+) -> tuple[tuple[int, int, int], int, np.ndarray]:
+    """``(spatial shape as 3D, channels, 4x4 affine)`` of a 2D or 3D image (channels in a 4th/5th axis), after checking
+    it is readable, real-valued and, unless ``header_only`` (then the content is checked where the voxels are read,
+    :class:`monai_inr.transforms.CheckVolumed`), finite and not constant (one-sentence :class:`InputError` otherwise)."""
     p = Path(path)
-    data, affine = read_image(p)
-    shape = data.shape
+    if header_only:
+        shape, dtype, affine = read_image_header(p)
+        data = None
+    else:
+        data, affine = read_image(p)
+        shape, dtype = tuple(data.shape), data.dtype
     if len(shape) == 2:
         spatial, channels = (shape[0], shape[1], 1), 1
     elif len(shape) == 3:
@@ -360,12 +399,21 @@ def read_image_geometry(path: str | os.PathLike) -> tuple[tuple[int, int, int], 
         spatial, channels = shape[:3], shape[4]
     else:
         raise InputError(f"{p}: expected a 2D slice or a 3D volume (optionally with channels), got shape {shape}.")
-    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
-        raise InputError(f"{p}: expected real-valued intensities (complex data as 2 channels), got dtype {data.dtype}.")
+    if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        raise InputError(f"{p}: expected real-valued intensities (complex data as 2 channels), got dtype {dtype}.")
     if sum(int(n) > 1 for n in spatial) < 2:
         raise InputError(f"{p}: an image needs at least two in-plane axes with 2 or more pixels, got shape {shape}.")
-    _check_values(data, str(p))
+    if data is not None:
+        _check_values(data, str(p))
     return tuple(int(n) for n in spatial), int(channels), affine  # type: ignore
+
+
+def check_values(array: Any, name: str, purpose: str = "super-resolve") -> None:
+    """Real, finite and not constant (the sentences of :func:`check_volume`), for data already in memory."""
+    arr = np.asarray(array.detach().cpu() if hasattr(array, "detach") else array)
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise InputError(f"{name}: expected real-valued intensities, got dtype {arr.dtype}.")
+    _check_values(arr, name, purpose)
 
 
 def load_mask(path: str | os.PathLike, shape: Sequence[int], affine: np.ndarray, name: str) -> np.ndarray:

@@ -24,7 +24,7 @@ from monai_inr.data.sodium import PLANES
 from monai_inr.errors import InputError
 from monai_inr.inferers.nexus import check_budget
 from monai_inr.inferers.slicewise import plan_reference, validate_scale_range
-from monai_inr.io import load_magnitude, load_volume, read_image, read_image_geometry, read_volume_header
+from monai_inr.io import load_magnitude, load_volume, magnitude_geometry, read_image_geometry, read_image_header, read_volume_header
 from monai_inr.networks.utils import unwrap_network
 from monai_inr.transforms.multiscale import DOWNSAMPLE_MODES
 
@@ -230,17 +230,21 @@ def validate_target_reference(
     slice_axis: int = 2,
     min_scale: float = 1.0,
     max_scale: float | None = None,
+    check_content: bool = True,
 ) -> tuple[list[str], list[str]]:
     """Check inference inputs before any work: readable images, a reference per target, equal channel counts, the
-    reference covering the target's FOV in the target's slice plane, and ``min_scale <= scale <= max_scale``.
+    reference covering the target's FOV in the target's slice plane, and ``min_scale <= scale <= max_scale``; with
+    ``check_content`` also finite, non-constant voxels. The bundle's inference passes ``check_content=False`` and
+    checks the content on the dataset's one read (:class:`~monai_inr.transforms.CheckVolumed`), so only the headers
+    are read here.
 
     Returns the target and reference file lists. Raises :class:`~monai_inr.errors.InputError` (one sentence).
     """
     scales = validate_scale_range(scale, min_scale, max_scale)
     t_files, r_files = paired_file_lists(targets, references, "target", "reference")
     for t, r in zip(t_files, r_files):
-        t_shape, t_ch, t_aff = read_image_geometry(t)
-        r_shape, r_ch, r_aff = read_image_geometry(r)
+        t_shape, t_ch, t_aff = read_image_geometry(t, header_only=not check_content)
+        r_shape, r_ch, r_aff = read_image_geometry(r, header_only=not check_content)
         if t_ch != r_ch:
             raise InputError(
                 f"{t} has {t_ch} channel(s) but its reference {r} has {r_ch}; both must be magnitude (1 channel) or "
@@ -328,8 +332,8 @@ def load_vgg(vgg: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
 def resolve_slice_axis(path: str | os.PathLike, slice_axis: int | None = None, plane: str | None = None) -> int:
     """Axis the 3D volume is sliced along: the singleton axis of a ``(H, W, 1)``-like file, else the axis of
     ``plane`` (``"sagittal"``/``"coronal"``/``"axial"`` from the affine's orientation), else ``slice_axis``."""
-    data, affine = read_image(path)
-    shape = tuple(int(n) for n in data.shape[:3]) if data.ndim >= 3 else tuple(int(n) for n in data.shape) + (1,)
+    full, _, affine = read_image_header(path)
+    shape = tuple(int(n) for n in full[:3]) if len(full) >= 3 else tuple(int(n) for n in full) + (1,)
     singles = [d for d in range(3) if shape[d] == 1]
     if len(singles) == 1:
         return singles[0]
@@ -354,6 +358,7 @@ def validate_sodium_t2w(
     complex_sodium: str = "error",
     max_scale: float | None = None,
     atol_mm: float = 1e-3,
+    check_content: bool = True,
 ) -> list[dict]:
     """Check inference inputs before any work and return ``[{"image": sodium, "reference": t2w}]``.
 
@@ -361,16 +366,22 @@ def validate_sodium_t2w(
     shape, affines equal within ``atol_mm``): ArRFR fuses pixel-aligned images (register and resample the T2w onto the
     sodium first, as ``python -m preprocessing register`` does). Complex sodium is refused or converted
     (``complex_sodium``); the scale must be >= 1 (and <= ``max_scale`` if given).
+    With ``check_content=False`` (the bundle's inference) only the headers are read here and the voxel content is
+    checked on the dataset's one read (:class:`~monai_inr.transforms.LoadMagnituded`).
     """
     validate_scale_range(scale, 1.0, max_scale)
     na_files, t2_files = paired_file_lists(sodium, t2w, "sodium", "T2w")
     pairs = []
     for na, t2 in zip(na_files, t2_files):
-        a, aa = load_magnitude(na, complex_sodium, "sodium")
-        b, ba = load_magnitude(t2, "error", "T2w")
-        if a.shape != b.shape:
+        if check_content:
+            a_shape, aa = _shape_affine(load_magnitude(na, complex_sodium, "sodium"))
+            b_shape, ba = _shape_affine(load_magnitude(t2, "error", "T2w"))
+        else:
+            a_shape, aa = magnitude_geometry(na, complex_sodium, "sodium")
+            b_shape, ba = magnitude_geometry(t2, "error", "T2w")
+        if a_shape != b_shape:
             raise InputError(
-                f"{t2}: the T2w has shape {b.shape} but the sodium {na} has {a.shape}; ArRFR needs both on one grid "
+                f"{t2}: the T2w has shape {b_shape} but the sodium {na} has {a_shape}; ArRFR needs both on one grid "
                 f"(register and resample the T2w onto the sodium first)."
             )
         if not np.allclose(aa, ba, atol=atol_mm):
@@ -380,3 +391,7 @@ def validate_sodium_t2w(
             )
         pairs.append({"image": na, "reference": t2})
     return pairs
+
+
+def _shape_affine(loaded: tuple[np.ndarray, np.ndarray]) -> tuple[tuple[int, ...], np.ndarray]:
+    return tuple(loaded[0].shape), loaded[1]

@@ -50,6 +50,7 @@ from .intensity import (
     RestoreIntensityd,
 )
 from .io import (
+    CheckVolumed,
     LoadMagnituded,
     LoadNexusPaird,
     LoadVolumed,
@@ -102,6 +103,7 @@ __all__ = [
     "INTENSITY_MIN",
     "INTENSITY_MAX",
     "LoadVolumed",
+    "CheckVolumed",
     "LoadMagnituded",
     "LoadNexusPaird",
     "SaveVolumed",

@@ -3,6 +3,7 @@ bad input), every write is atomic with the affine the prediction carries.
 
 * :class:`LoadVolumed`: one validated 2D/3D volume per key as a channel-first MetaTensor (replaces ``LoadImaged`` +
   ``EnsureChannelFirstd`` in the bundles' inference, so the input is read and checked once);
+* :class:`CheckVolumed`: the content checks of :mod:`monai_inr.io` on images another loader read (``LoadImaged``);
 * :class:`LoadMagnituded`: magnitude images, complex input refused or converted (ArRFR);
 * :class:`LoadNexusPaird`: the two LR inputs of Nexus-INR (and optionally the HR references) with their output grid;
 * :class:`SaveVolumed`, :class:`SaveContrastsd`, :class:`SaveNexusOutputsd`: atomic NIfTI outputs.
@@ -22,11 +23,12 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from monai_inr import coords
-from monai_inr.io import atomic_path, load_magnitude, load_volume, save_nifti
+from monai_inr.io import atomic_path, check_values, load_magnitude, load_volume, save_nifti
 from monai_inr.transforms.nexus_sampling import MODALITIES
 
 __all__ = [
     "LoadVolumed",
+    "CheckVolumed",
     "LoadMagnituded",
     "LoadNexusPaird",
     "SaveVolumed",
@@ -72,6 +74,20 @@ class LoadVolumed(MapTransform):
                 affine=torch.as_tensor(affine, dtype=torch.float64),
                 meta={"filename_or_obj": path, "original_affine": affine, "spatial_shape": np.asarray(arr.shape)},
             )
+        return d
+
+
+class CheckVolumed(MapTransform):
+    """Check each of ``keys`` (as read by ``LoadImaged``) is real, finite and not constant, with the one-sentence
+    errors of :mod:`monai_inr.io` naming the file (``meta["filename_or_obj"]``): the content check of an inference
+    happens on the dataset's one read of its inputs, not on a separate validation pass."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            name = str(getattr(img, "meta", {}).get("filename_or_obj", key))
+            check_values(img, name)
         return d
 
 
