@@ -42,6 +42,7 @@ __all__ = [
     "output_geometry",
     "scaled_shape",
     "fov_affine",
+    "voxel_map",
     "fov_corners",
     "direction_matrix",
     "SharedFrame",
@@ -239,6 +240,16 @@ def output_geometry(
         scale = tuple(float(sp) / t for sp, t in zip(spacing_from_affine(affine), ts))
     out_shape = scaled_shape(shape, scale)
     return out_shape, fov_affine(affine, shape, out_shape)
+
+
+def voxel_map(from_affine: ArrayLike, to_affine: ArrayLike) -> np.ndarray:
+    """``4 x 4`` map from the voxel indices of a grid with ``from_affine`` to the voxel indices of a grid with
+    ``to_affine`` through world coordinates (``to_affine^-1 @ from_affine``): resampling one grid onto another."""
+
+    def as_np(a: ArrayLike) -> np.ndarray:
+        return np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a, dtype=np.float64)
+
+    return np.linalg.solve(as_np(to_affine), as_np(from_affine))
 
 
 # ------------------------------------------------------------------------------------------------------ shared frame

@@ -208,7 +208,7 @@ def predict_volume(
                 lr_maps.append(encode_tiled(net, xt[m], m, enc_voxels).float())
             del xt
             local = np.stack(np.meshgrid(*[np.arange(tile, dtype=np.float64)] * 3, indexing="ij"), -1).reshape(-1, 3)
-            to_lr = [np.linalg.solve(a, out_aff) for a in aff]  # output voxel -> LR voxel, per modality
+            to_lr = [coords.voxel_map(out_aff, a) for a in aff]  # output voxel -> LR voxel, per modality
             for start in np.ndindex(*[int(math.ceil(n / tile)) for n in out_shape]):
                 s0 = np.asarray(start) * tile
                 ijk = local + s0

@@ -5,8 +5,9 @@ of ``M`` voxels covers the same field of view (FOV) as the ``N`` input voxels, a
 continuous input index ``(m + 0.5) * N / M - 0.5`` (cell-centred, ``align_corners=False``). The matching affine is
 :func:`monai_inr.coords.fov_affine`.
 
-These functions work on plain arrays and know nothing about affines or metadata; the transforms in
-:mod:`monai_inr.transforms.degradation` and :mod:`monai_inr.transforms.sampling` add those.
+These functions work on plain arrays and know nothing about metadata (only :func:`resample_to_grid` takes the two
+grids' affines, mapped through :func:`monai_inr.coords.voxel_map`); the transforms in
+:mod:`monai_inr.transforms.degradation` and :mod:`monai_inr.transforms.sampling` add the rest.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 from scipy.special import erf
+
+from monai_inr.coords import voxel_map
 
 __all__ = [
     "resize_cell_centred",
@@ -329,7 +332,7 @@ def resample_to_grid(
     """
     img = np.asarray(image, dtype=np.float64)
     coeff = ndimage.spline_filter(img, order=order, mode=mode) if order > 1 else img
-    m = np.linalg.solve(np.asarray(affine, np.float64), np.asarray(out_affine, np.float64))  # out voxel -> in voxel
+    m = voxel_map(out_affine, affine)  # out voxel -> in voxel
     n = int(np.prod(out_shape))
     out = np.empty(n, dtype=np.float32)
     for s in range(0, n, int(chunk_size)):
