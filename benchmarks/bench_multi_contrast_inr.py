@@ -81,8 +81,10 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from ignite.engine import Events
 
+    from monai_inr.data.coordinates import ContrastPair
     from monai_inr.data.multi_contrast import build_multi_contrast_dataset, load_multi_contrast_datalist
-    from monai_inr.engines.fitting import ContrastPair, fit_pair, predict_on_grid, predict_points
+    from monai_inr.engines.fitting import fit_pair
+    from monai_inr.inferers.grid import predict_on_grid, predict_points
     from monai_inr.metrics import psnr
     from monai_inr.metrics.multi_contrast import evaluate_contrast_pair
     from monai_inr.networks.nets import MultiContrastINR
@@ -160,7 +162,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     iters = curve[-1]["iteration"] if curve else 0
     out["samples_per_s"] = iters * fit["batch_size"] / max(out["fit_seconds"], 1e-9) if iters else 0.0
     if spec.get("cubic"):  # the interpolation baseline on the same voxels (subset) and on the whole grid
-        from monai_inr.engines.fitting import resample_to_grid
+        from monai_inr.transforms.functional import resample_to_grid
 
         t = time.perf_counter()
         cub = [resample_to_grid(np.asarray(nib.load(pair.paths[c]).dataobj, np.float32), pair.affines[c],

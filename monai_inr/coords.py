@@ -1,6 +1,6 @@
 """Grids and coordinate frames: the one place that owns the project's geometry convention.
 
-Convention (``DESIGN.md``):
+Convention (used by every module, bundle and test):
 
 * array axes are (D, H, W) = (i, j, k) voxel indices, channel first;
 * normalised coordinates are cell-centred in [-1, 1] per axis (``align_corners=False``): voxel ``n`` of ``N`` sits at
@@ -8,17 +8,22 @@ Convention (``DESIGN.md``):
 * ``torch.nn.functional.grid_sample`` wants (x, y, z) = (W, H, D): the flip happens only in :func:`to_grid_sample_order`;
 * world coordinates are scanner millimetres, ``world = affine @ [i, j, k, 1]`` (NIfTI voxel-to-world);
 * a super-resolved output covers the input FOV: ``shape = round(N * s)``, ``spacing = spacing_in * N / round(N * s)``,
-  and the physical centre of the FOV is kept (:func:`output_geometry`).
+  and the physical centre of the FOV is kept (:func:`output_geometry`);
+* inputs on different grids (multi-contrast INR, Nexus-INR) meet in one :class:`SharedFrame` built from their affines
+  over the union FOV; :func:`check_overlap` refuses inputs that do not overlap in scanner space.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from monai_inr.errors import InputError
 
 __all__ = [
     "fraction_inside_fov",
@@ -37,6 +42,14 @@ __all__ = [
     "output_geometry",
     "scaled_shape",
     "fov_affine",
+    "voxel_map",
+    "fov_corners",
+    "direction_matrix",
+    "SharedFrame",
+    "frame_points",
+    "nearest_mask_lookup",
+    "check_overlap",
+    "union_output_grid",
 ]
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -227,3 +240,167 @@ def output_geometry(
         scale = tuple(float(sp) / t for sp, t in zip(spacing_from_affine(affine), ts))
     out_shape = scaled_shape(shape, scale)
     return out_shape, fov_affine(affine, shape, out_shape)
+
+
+def voxel_map(from_affine: ArrayLike, to_affine: ArrayLike) -> np.ndarray:
+    """``4 x 4`` map from the voxel indices of a grid with ``from_affine`` to the voxel indices of a grid with
+    ``to_affine`` through world coordinates (``to_affine^-1 @ from_affine``): resampling one grid onto another."""
+
+    def as_np(a: ArrayLike) -> np.ndarray:
+        return np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a, dtype=np.float64)
+
+    return np.linalg.solve(as_np(to_affine), as_np(from_affine))
+
+
+# ------------------------------------------------------------------------------------------------------ shared frame
+
+
+def fov_corners(shape: Sequence[int], affine: np.ndarray) -> np.ndarray:
+    """World coordinates ``(8, 3)`` of the outer corners (voxel edges) of a 3D grid."""
+    lo_hi = [(-0.5, n - 0.5) for n in shape]
+    ijk = np.array([[lo_hi[0][a], lo_hi[1][b], lo_hi[2][c]] for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+    return np.asarray(voxel_to_world(ijk, affine))
+
+
+def direction_matrix(affine: np.ndarray) -> np.ndarray:
+    """Orthonormal direction matrix of an affine (polar factor of the column-normalised linear part)."""
+    m = affine[:3, :3] / spacing_from_affine(affine)[None, :]
+    u, _, vt = np.linalg.svd(m)
+    return u @ vt
+
+
+@dataclass(frozen=True)
+class SharedFrame:
+    """The one normalised coordinate frame of inputs on different grids (multi-contrast INR, Nexus-INR).
+
+    McGinnis, Shit et al., MICCAI 2023, section 2: the voxel centres of both low-resolution scans are mapped to scanner
+    (world) coordinates with their affines and normalised into one shared frame. Frame millimetres ``p = R^T x`` for
+    world ``x`` (``R``: orthonormal directions of the reference input, so a flipped or oblique reference keeps its
+    orientation); normalised coordinates ``n = (p - centre) / half_extent`` with ONE scalar ``half_extent`` (half the
+    longest side of the union field of view), so physical distances scale equally along every axis (upstream uses
+    one scalar min/max as well) and the union FOV lies in [-1, 1]^3.
+
+    Attributes:
+        rotation: ``R`` (3 x 3, columns = frame axes in world coordinates).
+        centre: centre of the union FOV box in frame mm.
+        half_extent: mm per normalised unit.
+        lower, upper: union FOV box (voxel edges of both grids) in frame mm.
+    """
+
+    rotation: np.ndarray
+    centre: np.ndarray
+    half_extent: float
+    lower: np.ndarray
+    upper: np.ndarray
+
+    @classmethod
+    def from_grids(cls, grids: Sequence[tuple[Sequence[int], np.ndarray]], reference: int = 0) -> SharedFrame:
+        """Frame over the union FOV of ``grids`` = ``[(shape, affine), ...]``, oriented like ``grids[reference]``."""
+        r = direction_matrix(np.asarray(grids[reference][1], dtype=np.float64))
+        pts = np.concatenate([fov_corners(s, np.asarray(a, dtype=np.float64)) for s, a in grids]) @ r
+        lower, upper = pts.min(axis=0), pts.max(axis=0)
+        centre = (lower + upper) / 2
+        half = float((upper - lower).max() / 2)
+        return cls(r, centre, half, lower, upper)
+
+    @classmethod
+    def from_affine(cls, frame_affine: Any, fov_bounds: Any) -> SharedFrame:
+        """Inverse of :attr:`affine` / :attr:`fov_bounds` (the buffers stored in a fitted network)."""
+
+        def as_np(v: Any) -> np.ndarray:
+            return np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, np.float64)
+
+        a, b = as_np(frame_affine), as_np(fov_bounds)
+        half = float(np.linalg.norm(a[:3, 0]))
+        r = a[:3, :3] / half
+        centre = r.T @ a[:3, 3]
+        return cls(r, centre, half, centre + half * b[0], centre + half * b[1])
+
+    @property
+    def affine(self) -> np.ndarray:
+        """``4 x 4``: normalised coordinates -> world mm."""
+        a = np.eye(4)
+        a[:3, :3] = self.rotation * self.half_extent
+        a[:3, 3] = self.rotation @ self.centre
+        return a
+
+    @property
+    def fov_bounds(self) -> np.ndarray:
+        """``(2, 3)``: lower and upper corner of the union FOV in normalised coordinates."""
+        return np.stack([(self.lower - self.centre) / self.half_extent, (self.upper - self.centre) / self.half_extent])
+
+    def world_to_normalized(self, xyz: np.ndarray) -> np.ndarray:
+        return ((np.asarray(xyz, np.float64) @ self.rotation) - self.centre) / self.half_extent
+
+    def normalized_to_world(self, n: np.ndarray) -> np.ndarray:
+        return (np.asarray(n, np.float64) * self.half_extent + self.centre) @ self.rotation.T
+
+    def output_grid(self, target_spacing: float | Sequence[float]) -> tuple[tuple[int, ...], np.ndarray]:
+        """Shape and affine of the grid over the union FOV at ``target_spacing`` mm (one number: isotropic).
+
+        The spacing is exactly the target; ``round(extent / spacing)`` voxels per axis (at least 1), centred on the
+        union FOV (so the grid's outer edges are within half a voxel of the FOV's), axes along the frame (the
+        reference input's orientation).
+
+        Raises:
+            InputError: a spacing that is not positive and finite.
+        """
+        try:
+            ts = np.asarray(as_scale_tuple(target_spacing, 3, name="target_spacing"))
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        extent = self.upper - self.lower
+        shape = tuple(max(1, int(round(float(e) / float(s)))) for e, s in zip(extent, ts))
+        first = self.centre - (np.asarray(shape) - 1) / 2.0 * ts
+        a = np.eye(4)
+        a[:3, :3] = self.rotation * ts[None, :]
+        a[:3, 3] = self.rotation @ first
+        return shape, a
+
+
+def frame_points(frame: SharedFrame, shape: Sequence[int], affine: np.ndarray, start: int, stop: int) -> torch.Tensor:
+    """Normalised frame coordinates (float32) of the flat voxel indices ``[start, stop)`` of a grid."""
+    flat = np.arange(start, stop, dtype=np.int64)
+    ijk = np.stack(np.unravel_index(flat, tuple(shape)), axis=-1).astype(np.float64)
+    world = ijk @ affine[:3, :3].T + affine[:3, 3]
+    return torch.from_numpy(frame.world_to_normalized(world).astype(np.float32))
+
+
+def nearest_mask_lookup(mask: np.ndarray, affine: np.ndarray, world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inside FOV, mask value) of ``mask`` at world points (nearest voxel)."""
+    ijk = np.asarray(world_to_voxel(world, affine))
+    idx = np.rint(ijk).astype(np.int64)
+    inside = np.all((idx >= 0) & (idx < np.asarray(mask.shape)), axis=1)
+    val = np.zeros(len(world), dtype=bool)
+    val[inside] = mask[tuple(idx[inside].T)]
+    return inside, val
+
+
+def check_overlap(
+    shape1: Sequence[int],
+    affine1: np.ndarray,
+    shape2: Sequence[int],
+    affine2: np.ndarray,
+    names: Sequence[str] = ("t1w", "t2w"),
+) -> float:
+    """Fraction of input 2's voxel centres inside input 1's field of view; :class:`InputError` when zero."""
+    frac = fraction_inside_fov(shape2, affine2, shape1, affine1)
+    if frac == 0.0:
+        raise InputError(
+            f"{names[0]} and {names[1]} do not overlap in scanner space (no voxel of one lies inside the other's field "
+            f"of view); give two aligned scans of the same subject."
+        )
+    return frac
+
+
+def union_output_grid(
+    shape1: Sequence[int],
+    affine1: np.ndarray,
+    shape2: Sequence[int],
+    affine2: np.ndarray,
+    target_spacing: float | Sequence[float],
+) -> tuple[tuple[int, ...], np.ndarray]:
+    """Grid over the union field of view of both inputs at ``target_spacing`` mm, oriented like the first input
+    (:meth:`SharedFrame.output_grid`)."""
+    frame = SharedFrame.from_grids([(tuple(shape1), np.asarray(affine1)), (tuple(shape2), np.asarray(affine2))], 0)
+    return frame.output_grid(target_spacing)

@@ -1,52 +1,234 @@
-"""Reading and writing volumes with the project's error rules: one clear sentence naming the file, nothing half-written."""
+"""Every read and write of an image: one clear sentence naming the file on bad input, nothing half-written.
+
+Reading: :func:`read_image` opens a NIfTI file or a DICOM series directory (ITK's GDCM reader, converted to the
+project's (i, j, k) arrays and RAS affines) and returns the raw data and its affine; the one sentence for an unreadable
+file is written once, in :func:`_open_nifti`. The loaders validate the content on that same read, so no input is read
+twice:
+
+* :func:`load_volume`: a 2D/3D volume (singleton channel/time axes squeezed), checked by :func:`check_volume`
+  (dimensionality, real finite values, not constant) and, with ``require_geometry``, by :func:`check_geometry`
+  (scanner geometry present, finite non-degenerate affine); optionally a required channel count;
+* :func:`load_magnitude`: a 2D slice or 3D volume whose complex data (complex dtype or a last axis of 2) is refused or
+  turned into its magnitude;
+* :func:`read_image_geometry`: spatial shape, channels and affine of a 2D/3D image with channels;
+* :func:`load_mask`: a binary mask on a given grid;
+* :func:`read_volume_header`: shape and affine from the header alone (no voxel data).
+
+Writing: :func:`save_nifti` (sform and qform set to the affine) through :func:`atomic_path` (temporary sibling name,
+then rename).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
-__all__ = ["InputError", "find_input_error", "install_error_hook", "read_nifti", "load_volume", "check_volume", "save_nifti", "atomic_path"]
+from monai_inr.coords import spacing_from_affine
+from monai_inr.errors import InputError
+
+__all__ = [
+    "read_image",
+    "read_nifti",
+    "read_image_header",
+    "read_dicom_series",
+    "itk_to_array_affine",
+    "is_dicom_dir",
+    "read_volume_header",
+    "check_volume",
+    "check_values",
+    "check_geometry",
+    "load_volume",
+    "load_magnitude",
+    "magnitude_geometry",
+    "read_image_geometry",
+    "load_mask",
+    "foreground_mask",
+    "output_names",
+    "save_nifti",
+    "atomic_path",
+]
+
+log = logging.getLogger(__name__)
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-class InputError(ValueError):
-    """Bad user input (file, image content, scale, memory budget, checkpoint): the message is one sentence."""
+# ------------------------------------------------------------------------------------------------------ raw reads
 
 
-def find_input_error(exc: BaseException | None) -> InputError | None:
-    """The first :class:`InputError` in an exception's cause/context chain (MONAI's config parser wraps errors)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, InputError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
+def _open_nifti(path: str | os.PathLike, label: str | None = None, data: bool = True) -> tuple[Any, np.ndarray | None]:
+    """``(nibabel image, voxel data or None)`` of a NIfTI file: the one place that says a file is missing or unreadable.
 
-
-def install_error_hook() -> None:
-    """Print bad-input errors as one sentence (``error: ...``, exit status 1) instead of a chained traceback.
-
-    Bundle configs call this first in ``initialize``: ``python -m monai.bundle run`` wraps every failure in its config
-    resolver's ``RuntimeError``; the user needs the sentence that names the file and the problem. Other exceptions keep
-    the default traceback.
+    Raises:
+        InputError: ``"<label>: file not found."`` or ``"<label>: not a readable NIfTI image (<error type>)."``.
     """
-    previous = sys.excepthook
+    label = str(path) if label is None else label
+    p = Path(str(path))
+    if not p.is_file():
+        raise InputError(f"{label}: file not found.")
+    try:
+        img = nib.load(str(p))
+        arr = np.asarray(img.dataobj) if data else None
+    except Exception as e:  # nibabel raises many types for corrupt files
+        raise InputError(f"{label}: not a readable NIfTI image ({type(e).__name__}).") from e
+    return img, arr
 
-    def hook(exc_type, exc, tb):
-        err = find_input_error(exc)
-        if err is None:
-            previous(exc_type, exc, tb)
-            return
-        print(f"error: {err}", file=sys.stderr)
 
-    if getattr(sys.excepthook, "__name__", "") != "hook":
-        sys.excepthook = hook
+def is_dicom_dir(path: str | os.PathLike) -> bool:
+    """True for a directory (DICOM series input); files are read as NIfTI."""
+    return Path(path).is_dir()
+
+
+def _itk():
+    import itk  # heavy optional dependency: only DICOM input needs it
+
+    return itk
+
+
+def itk_to_array_affine(image: Any) -> tuple[np.ndarray, np.ndarray]:
+    """An ITK image -> ((i, j, k) float32 array, 4x4 RAS affine) (``affine_ras = diag(-1, -1, 1, 1) @ affine_lps``)."""
+    itk = _itk()
+    arr = itk.array_from_image(image).transpose(2, 1, 0).astype(np.float32)
+    spacing = np.asarray(image.GetSpacing(), dtype=np.float64)
+    origin = np.asarray(image.GetOrigin(), dtype=np.float64)
+    direction = np.asarray(itk.array_from_matrix(image.GetDirection()), dtype=np.float64)
+    lps = np.eye(4)
+    lps[:3, :3] = direction * spacing[None, :]
+    lps[:3, 3] = origin
+    return arr, _LPS_TO_RAS @ lps
+
+
+def read_dicom_series(path: str | os.PathLike, series_uid: str | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Read one DICOM series from a directory with ITK's GDCM reader.
+
+    ``ants.dicom_read`` is deliberately not used: it takes the geometry from whichever file ``os.listdir`` returns
+    first and ignores ImagePositionPatient; ITK's GDCM series reader sorts slices by position and returns the LPS
+    geometry, converted to RAS here.
+
+    Returns the (i, j, k) float32 array, its RAS affine and a dict with the series UID, the number of files and the
+    other series found. With several series in the directory the one with the most files is used (or ``series_uid``).
+
+    Raises:
+        InputError: missing directory, no DICOM series in it, or an unreadable series.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: DICOM series directory not found.")
+    if not path.is_dir():
+        raise InputError(f"{path}: expected a directory holding a DICOM series.")
+    itk = _itk()
+    try:
+        names = itk.GDCMSeriesFileNames.New()
+        names.SetUseSeriesDetails(True)
+        names.SetDirectory(str(path))
+        uids = list(names.GetSeriesUIDs())
+    except Exception as e:  # ITK raises RuntimeError subclasses
+        raise InputError(f"{path}: cannot scan the directory for DICOM files ({type(e).__name__}: {e}).") from e
+    if not uids:
+        raise InputError(f"{path}: no readable DICOM series found in the directory.")
+    files_per_uid = {u: list(names.GetFileNames(u)) for u in uids}
+    if series_uid is None:
+        series_uid = max(uids, key=lambda u: len(files_per_uid[u]))
+        if len(uids) > 1:
+            log.warning("%s holds %d DICOM series; using %s (%d files).", path, len(uids), series_uid,
+                        len(files_per_uid[series_uid]))
+    elif series_uid not in files_per_uid:
+        raise InputError(f"{path}: DICOM series {series_uid} is not in the directory (found {', '.join(uids)}).")
+    files = files_per_uid[series_uid]
+    if len(files) < 2:
+        raise InputError(f"{path}: the DICOM series has only {len(files)} slice; a 3D volume needs at least 2.")
+    try:
+        image_type = itk.Image[itk.F, 3]
+        reader = itk.ImageSeriesReader[image_type].New()
+        reader.SetImageIO(itk.GDCMImageIO.New())
+        reader.SetFileNames(files)
+        reader.Update()
+        image = reader.GetOutput()
+    except Exception as e:
+        raise InputError(f"{path}: the DICOM series could not be read ({type(e).__name__}: {e}).") from e
+    arr, affine = itk_to_array_affine(image)
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{path}: the DICOM series contains NaN or Inf voxels.")
+    return arr, affine, {"series_uid": series_uid, "n_files": len(files), "series_found": uids}
+
+
+def read_image(path: str | os.PathLike, label: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw ``(data, 4x4 affine)`` of a NIfTI file or a DICOM series directory, with one-sentence errors."""
+    if is_dicom_dir(path):
+        arr, affine, _ = read_dicom_series(path)
+        return arr, affine
+    img, data = _open_nifti(path, label)
+    return data, np.asarray(img.affine, dtype=np.float64)
+
+
+def read_image_header(path: str | os.PathLike, label: str | None = None) -> tuple[tuple[int, ...], np.dtype, np.ndarray]:
+    """``(shape, dtype, 4x4 affine)`` of a NIfTI file from its header alone (a DICOM series directory is read)."""
+    if is_dicom_dir(path):
+        arr, affine = read_image(path, label)
+        return tuple(arr.shape), arr.dtype, affine
+    img, _ = _open_nifti(path, label, data=False)
+    return tuple(int(n) for n in img.shape), np.dtype(img.get_data_dtype()), np.asarray(img.affine, dtype=np.float64)
+
+
+def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Raw ``(data, 4x4 affine)`` of a NIfTI file, with one-sentence errors for a missing or unreadable file."""
+    img, data = _open_nifti(path)
+    return data, np.asarray(img.affine, dtype=np.float64)
+
+
+def _check_channels(img: Any, label: str, channels: int | None) -> None:
+    """The channel count (4th axis) of a NIfTI header against what the network expects."""
+    if channels is None:
+        return
+    shape = img.shape
+    found = int(shape[3]) if len(shape) == 4 else 1
+    if len(shape) in (3, 4) and found != int(channels):
+        raise InputError(
+            f"{label}: has {found} channels but the network expects {int(channels)} per modality "
+            f"(mismatched channel counts)."
+        )
+
+
+def read_volume_header(
+    path: str | os.PathLike, name: str | None = None, require_geometry: bool = False, channels: int | None = None
+) -> tuple[tuple[int, int, int], np.ndarray]:
+    """``(3D shape, 4x4 affine)`` from a NIfTI header alone (no voxel data read); trailing singleton axes are dropped.
+
+    Raises:
+        InputError: missing or unreadable file, a channel count other than ``channels``, not a 3D volume, or
+            (``require_geometry``) missing or degenerate geometry (:func:`check_geometry`); the sentence starts with
+            ``name`` (default: the path).
+    """
+    label = name or str(path)
+    img, _ = _open_nifti(path, label, data=False)
+    _check_channels(img, label, channels)
+    shape = tuple(int(n) for n in img.shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) != 3:
+        raise InputError(f"{label}: expected a 3D image but got {len(shape)}D data of shape {tuple(img.shape)}.")
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if require_geometry:
+        affine = check_geometry(affine, label, img.header)
+    return shape, affine  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------------------------------ content checks
+
+
+def _check_values(arr: np.ndarray, name: str, purpose: str = "super-resolve") -> None:
+    """Finite and not constant (the NaN/Inf and constant sentences, written once)."""
+    finite = np.isfinite(arr)
+    if not finite.all():
+        raise InputError(f"{name}: contains {int((~finite).sum())} NaN or Inf voxels.")
+    if float(arr.max()) == float(arr.min()):
+        raise InputError(f"{name}: the image is constant (every voxel is {float(arr.min()):g}), nothing to {purpose}.")
 
 
 def check_volume(array: np.ndarray, name: str = "image", ndim: int = 3) -> np.ndarray:
@@ -67,57 +249,221 @@ def check_volume(array: np.ndarray, name: str = "image", ndim: int = 3) -> np.nd
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise InputError(f"{name}: expected real-valued intensities, got dtype {arr.dtype}.")
     arr = arr.astype(np.float32, copy=False)
-    finite = np.isfinite(arr)
-    if not finite.all():
-        raise InputError(f"{name}: contains {int((~finite).sum())} NaN or Inf voxels.")
-    if float(arr.max()) == float(arr.min()):
-        raise InputError(f"{name}: the image is constant (every voxel is {float(arr.min()):g}), nothing to super-resolve.")
+    _check_values(arr, name)
     return arr
 
 
-def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Raw ``(data, 4x4 affine)`` of a NIfTI file, with one-sentence errors for a missing or unreadable file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found.")
-    try:
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj)
-    except Exception as e:  # nibabel raises many types for corrupt files
-        raise InputError(f"{path}: not a readable NIfTI image ({type(e).__name__}: {e}).") from e
-    return data, np.asarray(img.affine, dtype=np.float64)
+def check_geometry(affine: np.ndarray, name: str, header: Any = None) -> np.ndarray:
+    """The scanner affine of an image, with one-sentence errors for missing or degenerate geometry.
+
+    ``header``: the NIfTI header, whose qform and sform codes must not both be 0 (no scanner geometry).
+    """
+    if header is not None and "sform_code" in header and "qform_code" in header:
+        if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
+            raise InputError(
+                f"{name}: no scanner geometry (the NIfTI qform and sform codes are both 0), so it cannot be placed in "
+                f"world space next to the other contrast; write the image with its affine."
+            )
+    a = np.asarray(affine, dtype=np.float64)
+    if a.shape != (4, 4) or not np.isfinite(a).all():
+        raise InputError(f"{name}: the affine is missing or not finite.")
+    spacing = spacing_from_affine(a)
+    if not (spacing > 1e-6).all() or abs(np.linalg.det(a[:3, :3])) < 1e-9 * float(np.prod(np.maximum(spacing, 1e-6))):
+        raise InputError(
+            f"{name}: zero voxel size or a degenerate affine (voxel size {np.round(spacing, 6).tolist()} mm)."
+        )
+    return a
 
 
-def read_volume_header(path: str | os.PathLike, name: str | None = None) -> tuple[tuple[int, int, int], np.ndarray]:
-    """``(3D shape, 4x4 affine)`` from a NIfTI header alone (no voxel data read); trailing singleton axes are dropped.
+# ------------------------------------------------------------------------------------------------------ loaders
+
+
+def load_volume(
+    path: str | os.PathLike,
+    ndim: int = 3,
+    name: str | None = None,
+    require_geometry: bool = False,
+    channels: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Load a NIfTI volume (or a DICOM series directory) as ``(float32 array, 4x4 affine)``, validated on this read.
+
+    Args:
+        ndim: spatial dimensions after squeezing singleton axes (:func:`check_volume`).
+        name: argument name used in the sentences (``"<name> (<path>)"``; default: the path); an empty path is then
+            ``"<name>: no file given; pass --<name> <file.nii.gz>."``.
+        require_geometry: check the scanner geometry (:func:`check_geometry`): inputs placed in world space next to
+            other inputs.
+        channels: the number of channels (4th axis) the caller expects, checked from the header before the voxel data.
 
     Raises:
-        InputError: missing or unreadable file, or not a 3D volume; the sentence starts with ``name`` (default: the
-            path).
+        InputError: missing/unreadable file, a channel count other than ``channels``, content that fails
+            :func:`check_volume`, or (``require_geometry``) missing or degenerate geometry.
     """
-    label = name or str(path)
-    if not Path(path).is_file():
-        raise InputError(f"{label}: file not found.")
-    try:
-        img = nib.load(str(path))
-    except Exception as e:  # nibabel raises many types for corrupt files
-        raise InputError(f"{label}: not a readable NIfTI image ({type(e).__name__}).") from e
-    shape = tuple(int(n) for n in img.shape)
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) != 3:
-        raise InputError(f"{label}: expected a 3D image but got {len(shape)}D data of shape {tuple(img.shape)}.")
-    return shape, np.asarray(img.affine, dtype=np.float64)  # type: ignore[return-value]
+    if name is not None and not str(path).strip():
+        raise InputError(f"{name}: no file given; pass --{name} <file.nii.gz>.")
+    label = str(path) if name is None else f"{name} ({path})"
+    if is_dicom_dir(path):
+        data, affine = read_image(path, label)
+        header = None
+    else:
+        img, _ = _open_nifti(path, label, data=False)
+        _check_channels(img, label, channels)
+        try:
+            data = np.asarray(img.dataobj)
+        except Exception as e:  # truncated files fail only when the voxels are read
+            raise InputError(f"{label}: not a readable NIfTI image ({type(e).__name__}).") from e
+        affine, header = np.asarray(img.affine, dtype=np.float64), img.header
+    arr = check_volume(data, name=label, ndim=ndim)
+    if require_geometry:
+        affine = check_geometry(affine, label, header)
+    return arr, affine
 
 
-def load_volume(path: str | os.PathLike, ndim: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Load a NIfTI volume as ``(float32 array, 4x4 affine)`` after :func:`check_volume`.
+def _complex_layout(shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+    if np.issubdtype(dtype, np.complexfloating):
+        return f"complex dtype {dtype}"
+    if len(shape) in (4, 5) and int(shape[-1]) == 2:
+        return "2 channels (real, imaginary)"
+    return None
+
+
+def _magnitude_shape(
+    p: Path, shape: tuple[int, ...], dtype: np.dtype, complex_mode: str, what: str
+) -> tuple[tuple[int, ...], str | None]:
+    """Spatial shape of the magnitude image of data with ``shape`` and ``dtype`` (and its complex layout), checked."""
+    cx = _complex_layout(shape, dtype)
+    if cx is not None and complex_mode != "magnitude":
+        raise InputError(
+            f"{p}: the {what} image is complex ({cx}) but ArRFR expects a magnitude image (the paper keeps only the "
+            f"sodium magnitude); pass its magnitude or set --complex_sodium magnitude to convert it."
+        )
+    out = tuple(shape[:-1]) if cx is not None and not np.issubdtype(dtype, np.complexfloating) else tuple(shape)
+    while len(out) > 3 and out[-1] == 1:
+        out = out[:-1]
+    if len(out) not in (2, 3):
+        raise InputError(f"{p}: expected a 2D slice or a 3D volume, got shape {out}.")
+    if sum(n > 1 for n in out) < 2:
+        raise InputError(f"{p}: an image needs at least two axes with 2 or more pixels, got shape {out}.")
+    return out, cx
+
+
+def magnitude_geometry(
+    path: str | os.PathLike, complex_mode: str = "error", what: str = "sodium"
+) -> tuple[tuple[int, ...], np.ndarray]:
+    """``(spatial shape, affine)`` of the magnitude image :func:`load_magnitude` returns, from the header alone (the
+    checks that need no voxel data: complex layout, dimensionality)."""
+    p = Path(path)
+    shape, dtype, affine = read_image_header(p)
+    out, _ = _magnitude_shape(p, shape, dtype, complex_mode, what)
+    return out, affine
+
+
+def load_magnitude(path: str | os.PathLike, complex_mode: str = "error", what: str = "sodium") -> tuple[np.ndarray, np.ndarray]:
+    """A 2D slice or 3D volume as a float32 magnitude image and its affine (ArRFR inputs), validated on this read.
+
+    Complex data (complex dtype, or a last axis of 2 = real/imaginary) is an :class:`InputError` unless
+    ``complex_mode="magnitude"``, which converts it to its magnitude.
+    """
+    p = Path(path)
+    data, affine = read_image(p)
+    out, cx = _magnitude_shape(p, tuple(data.shape), data.dtype, complex_mode, what)
+    if np.iscomplexobj(data):
+        data = np.abs(data)
+    elif cx is not None:
+        data = np.sqrt(np.sum(data.astype(np.float64) ** 2, axis=-1))
+    data = np.asarray(data, dtype=np.float32).reshape(out)
+    _check_values(data, str(p), purpose="fuse")
+    return data, affine
+
+
+def read_image_geometry(
+    path: str | os.PathLike, header_only: bool = False
+) -> tuple[tuple[int, int, int], int, np.ndarray]:
+    """``(spatial shape as 3D, channels, 4x4 affine)`` of a 2D or 3D image (channels in a 4th/5th axis), after checking
+    it is readable, real-valued and, unless ``header_only`` (then the content is checked where the voxels are read,
+    :class:`monai_inr.transforms.CheckVolumed`), finite and not constant (one-sentence :class:`InputError` otherwise)."""
+    p = Path(path)
+    if header_only:
+        shape, dtype, affine = read_image_header(p)
+        data = None
+    else:
+        data, affine = read_image(p)
+        shape, dtype = tuple(data.shape), data.dtype
+    if len(shape) == 2:
+        spatial, channels = (shape[0], shape[1], 1), 1
+    elif len(shape) == 3:
+        spatial, channels = shape, 1
+    elif len(shape) == 4:
+        spatial, channels = shape[:3], shape[3]
+    elif len(shape) == 5 and shape[3] == 1:
+        spatial, channels = shape[:3], shape[4]
+    else:
+        raise InputError(f"{p}: expected a 2D slice or a 3D volume (optionally with channels), got shape {shape}.")
+    if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        raise InputError(f"{p}: expected real-valued intensities (complex data as 2 channels), got dtype {dtype}.")
+    if sum(int(n) > 1 for n in spatial) < 2:
+        raise InputError(f"{p}: an image needs at least two in-plane axes with 2 or more pixels, got shape {shape}.")
+    if data is not None:
+        _check_values(data, str(p))
+    return tuple(int(n) for n in spatial), int(channels), affine  # type: ignore
+
+
+def check_values(array: Any, name: str, purpose: str = "super-resolve") -> None:
+    """Real, finite and not constant (the sentences of :func:`check_volume`), for data already in memory."""
+    arr = np.asarray(array.detach().cpu() if hasattr(array, "detach") else array)
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise InputError(f"{name}: expected real-valued intensities, got dtype {arr.dtype}.")
+    _check_values(arr, name, purpose)
+
+
+def load_mask(path: str | os.PathLike, shape: Sequence[int], affine: np.ndarray, name: str) -> np.ndarray:
+    """A boolean mask (voxels > 0) that must lie on the grid ``(shape, affine)`` of its image.
 
     Raises:
-        InputError: the file is missing or unreadable, or its content fails :func:`check_volume`.
+        InputError: missing/unreadable file, another shape or affine, or an empty mask.
     """
-    data, affine = read_nifti(path)
-    return check_volume(data, name=str(path), ndim=ndim), affine
+    label = f"{name} ({path})"
+    img, data = _open_nifti(path, label)
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if tuple(data.shape) != tuple(shape):
+        raise InputError(f"{label}: shape {tuple(data.shape)} does not match its contrast's {tuple(shape)}.")
+    if not np.allclose(np.asarray(img.affine), affine, atol=1e-3):
+        raise InputError(f"{label}: its affine differs from its contrast's affine.")
+    m = np.nan_to_num(np.asarray(data, dtype=np.float32)) > 0
+    if not m.any():
+        raise InputError(f"{label}: the mask is empty.")
+    return m
+
+
+def foreground_mask(image: np.ndarray, threshold: float = 0.05, name: str = "image") -> np.ndarray:
+    """Foreground of a [0, 1]-normalised image: voxels above ``threshold`` with holes filled (3D).
+
+    Raises:
+        InputError: nothing above the threshold.
+    """
+    m = ndimage.binary_fill_holes(np.asarray(image) > float(threshold))
+    if not m.any():
+        raise InputError(f"{name}: empty foreground (no voxel above {threshold:g} of the intensity range).")
+    return m
+
+
+def output_names(paths: Sequence[str | os.PathLike], defaults: Sequence[str] = ("contrast1", "contrast2")) -> list[str]:
+    """File stems of the inputs (``sub-01_T1w.nii.gz`` -> ``sub-01_T1w``); ``defaults`` for empty paths, made
+    unique when two stems coincide."""
+    names = []
+    for p, d in zip(paths, defaults):
+        name = Path(str(p)).name if p and str(p).strip() else d
+        for suffix in (".nii.gz", ".nii"):
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+        names.append(name or d)
+    if len(set(names)) < len(names):
+        names = [f"{n}_{d}" for n, d in zip(names, defaults)]
+    return names
+
+
+# ------------------------------------------------------------------------------------------------------ writing
 
 
 def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:

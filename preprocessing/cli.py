@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 
 __all__ = ["build_parser", "main"]
 

@@ -36,7 +36,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from monai_inr.io import InputError, atomic_path
+from monai_inr.errors import InputError
+from monai_inr.io import atomic_path
 
 __all__ = [
     "PIPELINE_NAME",

@@ -1,6 +1,6 @@
 """The file-level steps behind the CLI: simulate, reconstruct, register, prepare, and run (the whole chain).
 
-Each step validates its inputs (one-sentence :class:`~monai_inr.io.InputError` naming the file), refuses to replace
+Each step validates its inputs (one-sentence :class:`~monai_inr.errors.InputError` naming the file), refuses to replace
 existing results unless ``overwrite``, stages its files and moves them into place only when all are complete, writes a
 JSON sidecar next to every NIfTI, and appends START/END records to ``sub-XX/sub-XX_log.txt``.
 """
@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from monai_inr.io import InputError, load_volume, save_nifti
+from monai_inr.errors import InputError
+from monai_inr.io import load_volume, read_dicom_series, save_nifti
 
 from . import outputs as out
 from .grid import ReconGrid, paper_grid, resample_volume, upsampled_affine
@@ -245,8 +246,6 @@ def read_t2w(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
     """A T2w volume from a NIfTI file or a DICOM series directory (ITK/GDCM)."""
     path = Path(path)
     if path.is_dir():
-        from .dicom import read_dicom_series
-
         arr, aff, info = read_dicom_series(path)
         return arr, aff, {"format": "DICOM", **info}
     if not path.exists() and not path.suffix:

@@ -26,7 +26,7 @@ from typing import Sequence
 import nibabel as nib
 import numpy as np
 
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 
 __all__ = [
     "PrepareConfig",

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from monai_inr.io import InputError, atomic_path
+from monai_inr.errors import InputError
+from monai_inr.io import atomic_path
 
 __all__ = [
     "RawData", "read_raw", "read_raw_meta", "write_raw", "validate_raw", "check_trajectory_range", "FORMAT_VERSION",

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 
 from .dcf import compute_dcf, window
 from .grid import ReconGrid

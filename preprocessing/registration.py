@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from monai_inr.coords import spacing_from_affine
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 
 from .grid import upsampled_affine
 from .rigid import euler_xyz_deg, lps_to_ras_matrix, rotation_angle_deg

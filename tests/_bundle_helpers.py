@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
-from monai_inr.io import find_input_error
+from monai_inr.errors import find_input_error
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "monai_inr" / "schema" / "metadata_schema.json"
@@ -45,7 +45,7 @@ class BundleFiles:
 
 
 def assert_one_sentence_error(error: BaseException, message: str) -> str:
-    """The :class:`~monai_inr.io.InputError` behind ``error`` is one sentence that contains ``message``."""
+    """The :class:`~monai_inr.errors.InputError` behind ``error`` is one sentence that contains ``message``."""
     sentence = str(find_input_error(error))
     assert message in sentence and "\n" not in sentence and sentence.endswith("."), sentence
     return sentence

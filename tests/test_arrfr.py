@@ -6,9 +6,10 @@ import torch
 from monai.data import MetaTensor
 
 from monai_inr import coords
-from monai_inr.engines.arrfr import ArRFRStep, check_train_scales
+from monai_inr.engines.arrfr import ArRFRStep
+from monai_inr.engines.checks import check_train_scales
+from monai_inr.errors import InputError
 from monai_inr.inferers import SliceWiseInferer
-from monai_inr.io import InputError
 from monai_inr.losses import FusionPerceptualLoss
 from monai_inr.networks.blocks import CBAM
 from monai_inr.networks.nets import ArRFR

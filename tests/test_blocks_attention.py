@@ -8,12 +8,7 @@ import torch
 from monai_inr.networks.blocks import CBAM, ChannelAttention, Sine, SineLayer, SpatialAttention
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])

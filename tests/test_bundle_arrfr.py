@@ -9,8 +9,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
-
 from _bundle_helpers import (
     REPO,
     SCHEMA,
@@ -19,8 +17,11 @@ from _bundle_helpers import (
     assert_one_sentence_error,
     run_torchrun_training,
 )
+from conftest import shared_session_build
+from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+
 from monai_inr import coords
-from monai_inr.io import find_input_error
+from monai_inr.errors import find_input_error
 from monai_inr.networks.nets import ArRFR
 
 pytestmark = pytest.mark.xdist_group("arrfr_bundle")
@@ -92,27 +93,16 @@ def _build(root: Path, data_dir: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, worker_id):
-    """The dataset and the trained bundle, built once per test session. Under pytest-xdist the workers share one build
-    (a file lock in the session's common temporary folder): with pytest 9.2 / xdist 3.8 the ``xdist_group`` mark does
-    not keep this module's tests on one worker, so a per-worker fixture would build everything twice."""
-    if worker_id == "master":
-        root, data_dir = tmp_path_factory.mktemp("arrfr"), tmp_path_factory.mktemp("sodium")
-        return root, data_dir, _build(root, data_dir)
-    from filelock import FileLock
-
-    shared = tmp_path_factory.getbasetemp().parent / "arrfr_bundle_shared"
-    shared.mkdir(exist_ok=True)
-    root, data_dir, done = shared / "bundle", shared / "sodium", shared / "done.json"
-    with FileLock(str(shared / "build.lock")):
-        if done.is_file():
-            return root, data_dir, json.loads(done.read_text())
-        overrides = _build(root, data_dir)
-        done.write_text(json.dumps(overrides))
-    return root, data_dir, overrides
+    """The dataset and the trained bundle, built once per test session (:func:`conftest.shared_session_build`), also
+    under pytest-xdist."""
+    folder, overrides = shared_session_build(
+        tmp_path_factory, worker_id, "arrfr_bundle", lambda f: _build(f / "bundle", f / "sodium")
+    )
+    return folder / "bundle", folder / "sodium", overrides
 
 
 def _test_volumes(data_dir: Path) -> dict:
-    from monai_inr.data.sodium import volume_entries
+    from preprocessing.dataset import volume_entries
 
     (item,) = volume_entries(data_dir / "derivatives" / "datalist.json", "test")
     return item

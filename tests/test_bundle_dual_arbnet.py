@@ -8,9 +8,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from filelock import FileLock
-from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
-
 from _bundle_helpers import (
     REPO,
     SCHEMA,
@@ -19,12 +16,15 @@ from _bundle_helpers import (
     assert_one_sentence_error,
     run_torchrun_training,
 )
+from conftest import shared_session_build
+from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+
 from monai_inr import coords
+from monai_inr.errors import find_input_error
 from monai_inr.inferers import SliceWiseInferer
-from monai_inr.io import find_input_error
 from monai_inr.networks.nets import DualArbNet
 
-pytestmark = pytest.mark.xdist_group("dual_arbnet_bundle")
+pytestmark = [pytest.mark.xdist_group("dual_arbnet_bundle"), pytest.mark.usefixtures("one_thread")]
 
 FILES = BundleFiles("dual_arbnet")
 CONFIGS = FILES.configs
@@ -39,14 +39,6 @@ TINY_NET = {
     "skip_hidden": 4,
     "reduction": 2,
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_overrides(root: Path, data_dir: Path) -> dict:
@@ -79,23 +71,21 @@ def _run(config_files, workflow_type, **overrides):
     wf.finalize()
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, _one_thread):
-    """Train once per test session, also when pytest-xdist spreads this module over several workers (the
-    ``xdist_group`` mark does not keep a module on one worker with the pytest/xdist versions pinned here): the first
-    worker trains under a file lock in the session's shared temporary folder, the others reuse its outputs."""
-    shared = tmp_path_factory.getbasetemp().parent / "dual_arbnet_bundle"
-    root, data_dir = shared / "bundle", shared / "data"
+def _build(folder: Path) -> dict:
+    root, data_dir = folder / "bundle", folder / "data"
     overrides = tiny_overrides(root, data_dir)
-    shared.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(shared) + ".lock"):
-        if not (shared / "done").is_file():
-            _run([TRAIN, QUICK], "train", **overrides)
-            # the single-contrast ablation: the same configs with the reference branch off, saved beside the model
-            _run([TRAIN, QUICK], "train", **{**overrides, "epochs": 1, "use_reference": False,
-                                             "ckpt_dir": str(root / "models" / "single_contrast")})
-            (shared / "done").write_text("ok")
-    return root, data_dir, overrides
+    _run([TRAIN, QUICK], "train", **overrides)
+    # the single-contrast ablation: the same configs with the reference branch off, saved beside the model
+    _run([TRAIN, QUICK], "train", **{**overrides, "epochs": 1, "use_reference": False,
+                                     "ckpt_dir": str(root / "models" / "single_contrast")})
+    return overrides
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, worker_id, one_thread):
+    """Trained once per test session (:func:`conftest.shared_session_build`), also under pytest-xdist."""
+    folder, overrides = shared_session_build(tmp_path_factory, worker_id, "dual_arbnet_bundle", _build)
+    return folder / "bundle", folder / "data", overrides
 
 
 def test_metadata_validates_offline():

@@ -8,8 +8,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
-
 from _bundle_helpers import (
     REPO,
     SCHEMA,
@@ -18,9 +16,11 @@ from _bundle_helpers import (
     assert_one_sentence_error,
     run_torchrun_training,
 )
+from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+
 from monai_inr import coords
+from monai_inr.coords import SharedFrame
 from monai_inr.data.multi_contrast import build_multi_contrast_dataset, load_multi_contrast_datalist
-from monai_inr.engines.fitting import SharedFrame
 from monai_inr.networks.nets import MultiContrastINR
 
 pytestmark = pytest.mark.xdist_group("multi_contrast_inr_bundle")

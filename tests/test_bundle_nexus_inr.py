@@ -8,8 +8,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
-
 from _bundle_helpers import (
     REPO,
     SCHEMA,
@@ -18,8 +16,10 @@ from _bundle_helpers import (
     assert_one_sentence_error,
     run_torchrun_training,
 )
+from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+
 from monai_inr import coords
-from monai_inr.engines.nexus import predict_subject
+from monai_inr.inferers.nexus import predict_subject
 from monai_inr.networks.nets import NexusINR
 
 pytestmark = pytest.mark.xdist_group("nexus_inr_bundle")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from monai_inr.engines.checks import as_file_list, load_checkpoint, validate_inputs, validate_scale
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 
 
 def test_file_lists():

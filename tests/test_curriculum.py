@@ -11,12 +11,7 @@ from monai_inr.engines import CurriculumState, CurRandomCurriculum
 from monai_inr.transforms import RandPairedScalePatchd
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _draws(state, epoch, n=200):

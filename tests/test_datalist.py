@@ -5,7 +5,7 @@ import json
 import pytest
 
 from monai_inr.data import build_folder_datalist, load_datalist, select_keys, split_ids
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 
 
 def _touch(folder, names):

@@ -10,14 +10,7 @@ from monai_inr.networks.dual_arbnet_blocks import unfolded_conv
 from monai_inr.networks.nets.dual_arbnet import PAPER_ENCODER, nearest_indices, relative_coordinates
 
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: two OpenMP threads spin badly on this shared 2-core machine (tests run with -n 2)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = dict(encoder_kwargs=dict(num_blocks=1, num_layers=2, features=8, growth=8), hidden=8, skip_hidden=8, reduction=4)

@@ -14,7 +14,7 @@ from monai_inr.data.fastmri import (
     load_fastmri_slice,
     read_fastmri_info,
 )
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 from monai_inr.transforms.functional import centred_fft
 
 HEADER = """<?xml version="1.0" encoding="utf-8"?>

@@ -8,24 +8,19 @@ import pytest
 import torch
 
 from monai_inr import coords
-from monai_inr.engines.fitting import (
-    ContrastPair,
-    CoordinateDataset,
-    MultiContrastGridInferer,
-    MultiContrastMSELoss,
-    PrepareBatchTargetSpacing,
-    SaveContrastsd,
-    SharedFrame,
-    ShuffledBatchSampler,
-    check_fitted_geometry,
-    fit_pair,
-    output_names,
-    predict_on_grid,
-    resample_to_grid,
-)
-from monai_inr.io import InputError, find_input_error
+from monai_inr.coords import SharedFrame
+from monai_inr.data.coordinates import ContrastPair, CoordinateDataset, ShuffledBatchSampler
+from monai_inr.engines.checks import check_fitted_geometry
+from monai_inr.engines.fitting import fit_pair
+from monai_inr.engines.prepare_batch import PrepareBatchTargetSpacing
+from monai_inr.errors import InputError, find_input_error
+from monai_inr.inferers.grid import MultiContrastGridInferer, predict_on_grid
+from monai_inr.io import output_names
+from monai_inr.losses.multi_contrast import MultiContrastMSELoss
 from monai_inr.networks.nets import MultiContrastINR
 from monai_inr.transforms import ThickSliceAcquisition, resize_cell_centred
+from monai_inr.transforms.functional import resample_to_grid
+from monai_inr.transforms.io import SaveContrastsd
 
 SMALL = {"encoding_kwargs": {"num_frequencies": 8}, "trunk_width": 16, "trunk_layers": 2, "head_width": 8}
 

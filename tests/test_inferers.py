@@ -9,8 +9,8 @@ import torch.nn as nn
 from monai.data import MetaTensor
 
 from monai_inr import coords
+from monai_inr.errors import InputError
 from monai_inr.inferers import ImplicitInferer, ImplicitNetwork, plan_tiles
-from monai_inr.io import InputError
 from monai_inr.networks.encoders import RDN
 from monai_inr.networks.nets import ArSSR
 

@@ -2,7 +2,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from monai_inr.io import InputError, check_volume, load_volume, save_nifti
+from monai_inr.errors import InputError
+from monai_inr.io import check_volume, load_volume, save_nifti
 
 
 def _write(path, data, affine=None):

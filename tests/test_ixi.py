@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from monai_inr.data.ixi import build_ixi_datalist
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 
 
 def _write(path, shape=(6, 7, 5), affine=None):

@@ -7,12 +7,7 @@ from monai_inr.losses import KSpaceLoss, L1KSpaceLoss, kspace_mask
 from monai_inr.transforms.functional import centred_fft, centred_ifft, kspace_crop_slice
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("shape, lr", [((16, 16), (8, 8)), ((15, 12), (5, 4)), ((9, 10), (9, 10))])

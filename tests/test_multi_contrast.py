@@ -10,18 +10,14 @@ from ignite.engine import Engine
 from monai.data import MetaTensor
 
 from monai_inr.engines import PrepareBatchReference, ReferenceSRMetrics, reference_eval_items, validate_target_reference
-from monai_inr.engines.multi_contrast import foreground_slices, format_results_table, load_ablation_checkpoint
+from monai_inr.engines.checks import load_ablation_checkpoint
+from monai_inr.engines.multi_contrast import foreground_slices, format_results_table
+from monai_inr.errors import InputError
 from monai_inr.inferers import SliceWiseInferer
-from monai_inr.io import InputError
 from monai_inr.networks import DualArbNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_prepare_batch_reference():

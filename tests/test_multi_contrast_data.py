@@ -6,7 +6,7 @@ import pytest
 
 from monai_inr import coords
 from monai_inr.data.multi_contrast import build_multi_contrast_dataset, load_multi_contrast_datalist
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 
 
 def test_pairs_keep_the_fov_with_thick_axial_and_coronal_slices(tmp_path):

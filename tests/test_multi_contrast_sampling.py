@@ -6,7 +6,7 @@ import torch
 from monai.data import MetaTensor
 
 from monai_inr import coords
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 from monai_inr.transforms import (
     CropToMultipled,
     ExactKSpaceCropd,
@@ -20,12 +20,7 @@ from monai_inr.transforms import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _volume(shape=(10, 12, 14)):

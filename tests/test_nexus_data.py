@@ -15,8 +15,8 @@ from monai_inr.data.nexus import (
     build_nexus_dataset,
     phantom_to_nexus_labels,
 )
-from monai_inr.engines.nexus import check_datalist
-from monai_inr.io import InputError
+from monai_inr.engines.checks import check_nexus_datalist as check_datalist
+from monai_inr.errors import InputError
 from monai_inr.transforms import NexusZScored, RandNexusPatchd
 
 KEYS = ("t1w", "t2w", "t1w_lr", "t2w_lr", "label", "mask")

@@ -26,9 +26,8 @@ from monai_inr.engines.nexus_evaluation import (
     target_grid,
     train_arssr_baseline,
 )
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 from monai_inr.metrics import evaluate_pair, normalize_to_reference
-
 
 REPO = Path(__file__).resolve().parents[1]
 ARSSR_FILES = [str(REPO / "bundles/arssr/configs/train.json"), str(REPO / "bundles/arssr/configs/quick.json")]

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from monai_inr import coords
-from monai_inr.engines.nexus import predict_subject, predict_volume
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
+from monai_inr.inferers.nexus import predict_subject, predict_volume
 from monai_inr.losses import NexusLoss
 from monai_inr.networks.nets import NexusINR
 from monai_inr.networks.nets.nexus_inr import SubVoxelFourierEncoding, WindowCrossAttention
@@ -135,7 +135,7 @@ def test_training_forward_equals_whole_volume_inference_on_aligned_grids():
 
 
 def test_encode_tiled_equals_whole_volume_encoding():
-    from monai_inr.engines.nexus import encode_tiled
+    from monai_inr.inferers.nexus import encode_tiled
 
     net = tiny().eval()
     x = torch.randn(1, 1, 41, 30, 12)

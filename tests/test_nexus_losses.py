@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 from monai_inr.losses import NexusLoss, cmfa_loss, fdl_loss, kd_loss, segmentation_loss, sr_loss, t2_self_loss
 
 

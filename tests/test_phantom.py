@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 from monai_inr.coords import spacing_from_affine, voxel_to_world, world_to_voxel
 from monai_inr.data import phantom as P
 from monai_inr.data import select_keys
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 
 # one worker loads the template once for all of these
 pytestmark = pytest.mark.xdist_group("phantom")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 from preprocessing.dicom import read_dicom_series, write_dicom_series
 from preprocessing.pipeline import read_t2w
 from preprocessing.rigid import rotation_matrix

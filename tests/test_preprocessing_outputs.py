@@ -4,7 +4,7 @@ import logging
 import numpy as np
 import pytest
 
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 from preprocessing import outputs as out
 
 pytestmark = pytest.mark.xdist_group("preprocessing")  # shares the phantom/ANTs caches

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from monai_inr.coords import voxel_to_world
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 from preprocessing.grid import paper_grid, upsampled_affine
 from preprocessing.prepare import (
     PrepareConfig,

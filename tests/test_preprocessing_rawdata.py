@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 from preprocessing.grid import ReconGrid
 from preprocessing.rawdata import RawData, check_trajectory_range, read_raw, read_raw_meta, write_raw
 from preprocessing.reconstruction import reconstruct

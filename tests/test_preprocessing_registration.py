@@ -1,10 +1,10 @@
 import nibabel as nib
 import numpy as np
 import pytest
-
 from _preprocessing_fixtures import phantom_maps, tiny_simulation
+
 from monai_inr.coords import voxel_to_world
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 from preprocessing.reconstruction import ReconConfig, reconstruct
 from preprocessing.registration import (
     RegistrationConfig,

@@ -20,8 +20,8 @@ from monai_inr.engines.segmentation import (
     train_or_load_segmentation,
     train_segmentation,
 )
-from monai_inr.io import InputError, save_nifti
-
+from monai_inr.errors import InputError
+from monai_inr.io import save_nifti
 
 TINY = {"channels": (4, 8, 16), "strides": (2, 2), "num_res_units": 1}
 

@@ -6,18 +6,13 @@ import torch
 from monai.data import MetaTensor
 
 from monai_inr import coords
+from monai_inr.errors import InputError
 from monai_inr.inferers import SliceWiseInferer, plan_reference
-from monai_inr.io import InputError
 from monai_inr.networks import DualArbNet
 from monai_inr.networks.nets.dual_arbnet import nearest_indices
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ReferenceProbe(torch.nn.Module):

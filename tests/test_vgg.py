@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from monai_inr.engines.arrfr import recalibrate_batch_norm
+from monai_inr.engines.batch_norm import recalibrate_batch_norm
 from monai_inr.networks.vgg import VGG16, VGG16_TAPS
 
 
@@ -69,7 +69,8 @@ def test_batch_norm_recalibration_gives_population_statistics():
 def test_rotation_pretext_labels():
     from monai.data import MetaTensor
 
-    from monai_inr.engines.arrfr import PretextLabeld, num_pretraining_classes
+    from monai_inr.data.sodium import num_pretraining_classes
+    from monai_inr.transforms.pretext import PretextLabeld
 
     t = PretextLabeld("image", task="rotation")
     t.set_random_state(0)

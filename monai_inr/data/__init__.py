@@ -1,8 +1,9 @@
 """Data: the synthetic multi-contrast / sodium brain (:mod:`monai_inr.data.phantom`), realistic subjects from real
-individual anatomy (:mod:`monai_inr.data.anatomy`, :mod:`monai_inr.data.realistic`) and datalist builders.
+individual anatomy (:mod:`monai_inr.data.anatomy`, :mod:`monai_inr.data.realistic`), datalist builders, and the
+coordinate datasets of subject-specific fits (:mod:`monai_inr.data.coordinates`).
 
-The phantom, anatomy and realistic modules are imported lazily (on first attribute access), so ``python -m monai_inr.data.phantom`` runs it
-as ``__main__`` cleanly and ``import monai_inr.data`` stays light.
+The phantom, anatomy and realistic modules are imported lazily (on first attribute access), so
+``python -m monai_inr.data.phantom`` runs it as ``__main__`` cleanly and ``import monai_inr.data`` stays light.
 """
 
 from __future__ import annotations
@@ -39,3 +40,7 @@ def __dir__() -> list[str]:
 from monai_inr.data.nexus import NEXUS_LABELS, build_brats_datalist, build_nexus_dataset
 
 __all__ += ["NEXUS_LABELS", "build_brats_datalist", "build_nexus_dataset"]
+
+from monai_inr.data.coordinates import ContrastPair, CoordinateDataset, ShuffledBatchSampler
+
+__all__ += ["ContrastPair", "CoordinateDataset", "ShuffledBatchSampler"]

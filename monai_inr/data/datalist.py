@@ -17,7 +17,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from monai_inr.io import InputError, atomic_path
+from monai_inr.errors import InputError
+from monai_inr.io import atomic_path
 
 __all__ = ["build_folder_datalist", "current_datalist", "load_datalist", "select_keys", "split_ids", "write_datalist"]
 

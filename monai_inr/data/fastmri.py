@@ -26,7 +26,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from monai_inr.data.datalist import split_ids, write_datalist
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 
 __all__ = [
     "read_fastmri_info",

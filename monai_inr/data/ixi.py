@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 
 from monai_inr.data.datalist import split_ids, write_datalist
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 
 __all__ = ["IXI_PATTERN", "build_ixi_datalist"]
 

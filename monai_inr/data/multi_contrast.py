@@ -25,7 +25,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from monai_inr.data.datalist import current_datalist
-from monai_inr.io import InputError, save_nifti
+from monai_inr.errors import InputError
+from monai_inr.io import save_nifti
+from monai_inr.transforms import ThickSliceAcquisition
 
 __all__ = ["build_multi_contrast_dataset", "load_multi_contrast_datalist", "input_pair", "ORIENTATION_AXES"]
 
@@ -62,7 +64,6 @@ def build_multi_contrast_dataset(
         lesion: fraction of subjects with a tumour (or a boolean).
     """
     from monai_inr.data.phantom import FILE_SUFFIXES, lesion_flags, make_subject, subject_seed
-    from monai_inr.transforms import ThickSliceAcquisition
 
     if isinstance(num_subjects, bool) or int(num_subjects) < 1:
         raise InputError(f"num_subjects must be a positive integer, got {num_subjects!r}.")

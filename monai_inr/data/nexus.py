@@ -28,8 +28,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from monai_inr import coords
-from monai_inr.data.datalist import current_datalist
-from monai_inr.io import InputError, read_nifti, save_nifti
+from monai_inr.data.datalist import current_datalist, write_datalist
+from monai_inr.errors import InputError
+from monai_inr.io import read_nifti, save_nifti
+from monai_inr.transforms import ThickSliceAcquisition
 
 __all__ = [
     "build_nexus_dataset",
@@ -127,8 +129,6 @@ def degrade_pair(
     profile: str = "box",
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """``((t1w_lr, affine1), (t2w_lr, affine2))``: each modality acquired with thick slices along its own axis."""
-    from monai_inr.transforms import ThickSliceAcquisition
-
     out = []
     for img, f, ax in zip((t1w, t2w), slice_factors, slice_axes):
         lr = ThickSliceAcquisition(axis=int(ax), factor=float(f), profile=profile)(np.asarray(img)[None], affine=affine)
@@ -194,7 +194,7 @@ def build_nexus_dataset(
     Raises:
         InputError: bad counts, non-integer slice factors or bad axes.
     """
-    from monai_inr.data.phantom import PHANTOM_VERSION, lesion_flags, subject_seed, make_subject
+    from monai_inr.data.phantom import PHANTOM_VERSION, lesion_flags, make_subject, subject_seed
 
     counts = {"training": num_train, "validation": num_val, "test": num_test}
     for split, n in counts.items():
@@ -240,8 +240,6 @@ def build_nexus_dataset(
         "parameters": params,
         "subjects": subjects,
     }
-    from monai_inr.data.datalist import write_datalist
-
     return write_datalist(doc, path)
 
 
@@ -325,7 +323,5 @@ def build_brats_datalist(
         "label_mapping": "BraTS 1 (NCR/NET), 4 (ET) -> 1 tumour core; 2 (ED) -> 2 oedema",
         "parameters": params,
     }
-    from monai_inr.data.datalist import write_datalist
-
     write_datalist(doc, path)
     return doc

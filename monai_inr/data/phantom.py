@@ -72,7 +72,8 @@ from scipy import ndimage as ndi
 
 from monai_inr.coords import fov_affine, sample_features, spacing_from_affine
 from monai_inr.data.datalist import current_datalist
-from monai_inr.io import InputError, atomic_path, save_nifti
+from monai_inr.errors import InputError
+from monai_inr.io import atomic_path, save_nifti
 
 __all__ = [
     "PHANTOM_VERSION",
@@ -164,7 +165,7 @@ class TissueProperties:
 #: * Sodium: total concentration CSF 140 mM (extracellular sodium 136-142 mM), GM 45 and WM 35 mM (3T/7T
 #:   quantitative sodium MRI reports GM ~40-60 and WM ~30-45 mM, e.g. Madelin et al.); bi-exponential T2* at 3T
 #:   GM 3.9 / 26.3 ms, WM 3.4 / 23.5 ms with a 0.6 fast fraction (Riemer et al., 2018; Qian 2014), CSF mono-
-#:   exponential 55 ms (7T compilation, Ridley et al. 2018: 54-64 ms). See ``shared/notes/sodium-preprocessing.md``.
+#:   exponential 55 ms (7T compilation, Ridley et al. 2018: 54-64 ms). See ``bundles/arrfr/docs/README.md``.
 #: * Lesions (assumptions, chosen to reproduce the clinical appearance; ranges as in MR-fingerprinting studies of
 #:   gliomas, e.g. Badve et al., AJNR 2017;38:492): solid tumour T1 1700 / T2 130 ms (T1w-hypo-, T2w-hyperintense),
 #:   necrosis fluid-like T1 2800 / T2 400 ms, vasogenic oedema T1 1450 / T2 150 ms (bright on T2w and FLAIR).

@@ -1,159 +1,142 @@
-"""The ArRFR dataset: simulated sodium + T2w subjects run through the project's clinical preprocessing.
+"""Sodium + T2w slice datalists of ArRFR (Yang 2025), written by ``python -m preprocessing datalist``.
 
-:func:`build_sodium_dataset` uses the ``preprocessing`` package's Python API (the same code as ``python -m
-preprocessing simulate / run / datalist``) to make a small dataset when a bundle is first used without data:
+* :func:`fusion_items`: the sodium/T2w slice pairs of one split, for ArRFR training, validation and inference;
+* :func:`pretraining_items`: every sodium and T2w slice as its own item, for the VGG-16 pre-training task
+  (:class:`~monai_inr.transforms.PretextLabeld`);
+* :func:`slice_shape`, :func:`num_pretraining_classes`, :func:`materialize`: what the bundle's configs size and fix.
 
-1. ``simulate``: a synthetic brain (``monai_inr.data.phantom``; healthy or with a glioma-like lesion) is acquired with
-   a density-adapted 3D radial sodium sequence (T2* decay, noise at the preset's white-matter SNR) and a misaligned
-   T2w is written as the scanner would;
-2. ``run``: NUFFT gridding reconstruction, 2x cubic-spline up-sampling, rigid ANTs registration of the T2w onto the
-   sodium, zero-padding to ``cube``^3, per-volume min-max normalisation and slicing along the three planes;
-3. the simulation truth (decay-free sodium concentration, tissue labels, motion-free T2w) is padded like the images
-   and stored next to them (``sub-XX/truth/``) for the evaluation's reference metrics and ROI analysis;
-4. ``datalist``: lesion subjects -> ``test``; healthy subjects split 3:1 into training and test by subject, a share
-   of the training subjects -> ``validation``.
-
-Presets: ``"tiny"`` (24^3 sodium at 9 mm -> 48^3 at 4.5 mm, ~15 s per subject; tests and the quick profile),
-``"fast"`` (48^3 at 4.86 mm -> 96^3) and ``"paper"`` (56 x 56 x 38 at 4.8572 x 4.8572 x 4.75 mm -> 112 x 112 x 76,
-padded to 112^3, the paper's geometry; about a minute per subject).
-
-:func:`volume_entries` lists, for a datalist written by ``preprocessing datalist``, the padded 3D volumes of each
-subject (and the truth files when present), which the evaluation reads.
+The dataset itself is built by ``preprocessing.dataset.build_sodium_dataset`` (simulation and clinical preprocessing).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
+import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from monai_inr.io import InputError, load_volume, read_nifti, save_nifti
+from monai_inr.errors import InputError
+from monai_inr.transforms.pretext import PRETRAINING_TASKS
 
-__all__ = ["build_sodium_dataset", "volume_entries", "truth_paths", "TRUTH_KINDS"]
+__all__ = [
+    "PLANES",
+    "PRETRAINING_TASKS",
+    "read_datalist",
+    "fusion_items",
+    "pretraining_items",
+    "num_pretraining_classes",
+    "slice_shape",
+    "materialize",
+]
 
-log = logging.getLogger(__name__)
-
-#: simulation truth files kept for the evaluation (kind -> (raw "truth" key of ``run_simulate``, BIDS desc, dtype))
-TRUTH_KINDS: dict[str, tuple[str, str, Any]] = {
-    "truth": ("truth_conc", "conctruth", np.float32),
-    "labels": ("truth_dseg", "dsegtruth", np.uint8),
-    "t2w_truth": ("truth_t2w", "t2wtruth", np.float32),
-}
-
-
-def truth_paths(subject_dir: str | os.PathLike, cube: int) -> dict[str, Path]:
-    """Padded truth files of one prepared subject: ``{"truth", "labels", "t2w_truth"}`` under ``sub-XX/truth/``."""
-    d = Path(subject_dir)
-    sub = d.name
-    return {k: d / "truth" / f"{sub}_acq-23Na_desc-{desc}pad{cube}.nii.gz" for k, (_, desc, _) in TRUTH_KINDS.items()}
+PLANES = ("sagittal", "coronal", "axial")
 
 
-def build_sodium_dataset(
-    out_dir: str | os.PathLike,
-    num_healthy: int = 4,
-    num_lesion: int = 1,
-    preset: str = "tiny",
-    cube: int | None = None,
+def read_datalist(datalist: str | os.PathLike) -> tuple[dict, Path]:
+    """The datalist JSON and its folder (paths inside are relative to it)."""
+    p = Path(datalist)
+    if not p.is_file():
+        raise InputError(f"{p}: datalist not found; build the dataset first (python -m preprocessing datalist ...).")
+    try:
+        with open(p) as fh:
+            return json.load(fh), p.parent
+    except json.JSONDecodeError as e:
+        raise InputError(f"{p}: not a readable JSON datalist ({e.msg}).") from e
+
+
+def _abs(base: Path, path: str) -> str:
+    q = Path(path)
+    return str(q if q.is_absolute() else (base / q).resolve())
+
+
+def _subsample(items: list, max_items: int | None, seed: int) -> list:
+    if max_items is None or max_items <= 0 or len(items) <= max_items:
+        return items
+    rng = random.Random(seed)
+    picked = rng.sample(items, int(max_items))
+    return sorted(picked, key=lambda e: (e.get("subject", ""), e.get("plane", ""), e.get("slice", 0)))
+
+
+def fusion_items(
+    datalist: str | os.PathLike,
+    split: str = "training",
+    include_empty: bool = False,
+    max_items: int | None = None,
     seed: int = 0,
-    val_fraction: float = 0.34,
-    simulation: dict | None = None,
-    registration: dict | None = None,
-) -> str:
-    """Simulate, preprocess and list a sodium + T2w dataset under ``out_dir`` (idempotent); return the datalist path.
+    fallback_split: str | None = None,
+    fallback_count: int = 8,
+) -> list[dict]:
+    """``[{"sodium", "t2w", "subject", "plane", "slice"}]`` (absolute paths) of one split.
 
     Args:
-        out_dir: dataset folder; ``raw/`` holds the simulated acquisitions, ``derivatives/`` the preprocessed subjects,
-            ``derivatives/datalist.json`` the datalist (its presence marks a complete dataset: an existing one is
-            returned unchanged).
-        num_healthy, num_lesion: subjects without / with a glioma-like lesion (lesion subjects are test-only).
-        preset: simulation preset of :mod:`preprocessing.simulation` (``"tiny"``, ``"fast"``, ``"paper"``).
-        cube: edge of the padded cube (default: the up-sampled grid's largest axis; the paper's 112 for ``"paper"``).
-        seed: base seed (subject ``i`` uses ``seed * 1000 + i``).
-        val_fraction: share of the healthy training subjects moved to ``validation``.
-        simulation, registration: overrides of :class:`preprocessing.simulation.SimulationConfig` and
-            :class:`preprocessing.registration.RegistrationConfig` fields (e.g. fewer registration iterations in tests).
+        include_empty: keep slices where both images are zero (padding; off for training).
+        max_items: a fixed random subset of this many slices (``None``: all).
+        fallback_split: when ``split`` is empty (e.g. no validation subjects), take ``fallback_count`` evenly spaced
+            slices of this split instead.
     """
-    out = Path(out_dir)
-    deriv = out / "derivatives"
-    datalist = deriv / "datalist.json"
-    if datalist.is_file():
-        return str(datalist)
-    if num_healthy < 1:
-        raise InputError(
-            f"the sodium dataset needs at least one healthy (training) subject, got num_healthy={num_healthy}."
-        )
-    from preprocessing.pipeline import run_all, run_simulate
-    from preprocessing.prepare import PrepareConfig, build_datalist, pad_or_crop
-    from preprocessing.registration import RegistrationConfig
-    from preprocessing.simulation import get_preset
-
-    config = get_preset(preset, **(simulation or {}))
-    up_shape = [2 * int(n) for n in config.recon_shape]
-    cube = int(cube) if cube is not None else (112 if preset == "paper" else max(up_shape))
-    reg = RegistrationConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in (registration or {}).items()})
-    raw_root = out / "raw"
-    total = int(num_healthy) + int(num_lesion)
-    for i in range(total):
-        sub = f"{i + 1:02d}"
-        lesion = i >= num_healthy
-        log.info("sodium dataset: subject %s/%d (%s, preset %s)", sub, total, "lesion" if lesion else "healthy", preset)
-        paths = run_simulate(raw_root, sub, config, seed=int(seed) * 1000 + i + 1, lesion=lesion, overwrite=True)
-        res = run_all(paths["raw"], paths["t2w"], deriv, sub, registration=reg, prepare=PrepareConfig(cube=cube),
-                      lesion=lesion, overwrite=True)
-        _, ref_aff = load_volume(res["upsampled"])
-        targets = truth_paths(deriv / f"sub-{sub}", cube)
-        for kind, (raw_key, _, dtype) in TRUTH_KINDS.items():
-            data, affine = read_nifti(paths[raw_key])
-            if not np.allclose(affine, ref_aff, atol=1e-3):
-                raise InputError(f"{paths[raw_key]}: the simulation truth is not on the up-sampled sodium grid.")
-            arr, aff, _ = pad_or_crop(data, affine, cube)
-            save_nifti(arr, aff, targets[kind], dtype=dtype)
-    build_datalist(deriv, val_fraction=val_fraction, seed=seed)
-    return str(datalist)
-
-
-def _subject_dirs(datalist_path: Path, entries: list[dict]) -> dict[str, Path]:
-    base = datalist_path.parent
-    dirs: dict[str, Path] = {}
-    for e in entries:
-        p = Path(e["sodium"])
-        p = p if p.is_absolute() else base / p
-        dirs.setdefault(str(e.get("subject", p.parent.parent.name)), p.parent.parent)
-    return dirs
-
-
-def volume_entries(datalist: str | os.PathLike, split: str = "test") -> list[dict]:
-    """Padded 3D volumes of every subject of ``split`` in a datalist written by ``preprocessing datalist``.
-
-    Returns ``[{"subject", "lesion", "sodium", "t2w"[, "truth", "labels", "t2w_truth"]}]`` with absolute paths; the
-    truth entries are present only where the files exist (simulated subjects).
-    """
-    path = Path(datalist)
-    if not path.is_file():
-        raise InputError(f"{path}: datalist not found.")
-    with open(path) as fh:
-        dl = json.load(fh)
-    entries = dl.get(split) or []
-    from preprocessing.pipeline import StepPaths
-
+    dl, base = read_datalist(datalist)
+    entries = [e for e in (dl.get(split) or []) if include_empty or not e.get("empty", False)]
+    if not entries and fallback_split:
+        pool = [e for e in (dl.get(fallback_split) or []) if include_empty or not e.get("empty", False)]
+        if pool:
+            idx = np.linspace(0, len(pool) - 1, num=min(fallback_count, len(pool))).round().astype(int)
+            entries = [pool[i] for i in np.unique(idx)]
+    if not entries:
+        raise InputError(f"{datalist}: the '{split}' split has no (non-empty) sodium/T2w slices.")
     out = []
-    for sub, folder in sorted(_subject_dirs(path, entries).items()):
-        label = sub[4:] if sub.startswith("sub-") else sub
-        index = folder / f"sub-{label}_desc-slices_index.json"
-        if not index.is_file():
-            raise InputError(f"{index}: slice index of {sub} not found (prepare the subject first).")
-        with open(index) as fh:
-            info = json.load(fh)
-        cube = int(info["cube"])
-        na, t2 = StepPaths(folder.parent, label).padded(cube)
-        item: dict[str, Any] = {"subject": f"sub-{label}", "lesion": bool(info.get("lesion", False)),
-                                "sodium": str(na), "t2w": str(t2)}
-        for kind, p in truth_paths(folder, cube).items():
-            if p.is_file():
-                item[kind] = str(p)
-        out.append(item)
-    return out
+    for e in entries:
+        if "sodium" not in e or "t2w" not in e:
+            raise InputError(f"{datalist}: entries need 'sodium' and 't2w' keys (got {sorted(e)}).")
+        out.append({"sodium": _abs(base, e["sodium"]), "t2w": _abs(base, e["t2w"]), "subject": e.get("subject", ""),
+                    "plane": e.get("plane", ""), "slice": int(e.get("slice", 0))})
+    return _subsample(out, max_items, seed)
+
+
+def pretraining_items(
+    datalist: str | os.PathLike,
+    split: str = "training",
+    task: str = "rotation",
+    include_empty: bool = False,
+    max_items: int | None = None,
+    seed: int = 0,
+    fallback_split: str | None = None,
+) -> list[dict]:
+    """The VGG pre-training set: every sodium and every T2w slice of ``split`` as its own item, shuffled with ``seed``,
+    ``{"image": path, "label": class}``; classes ``modality`` (``"modality"``, 0 = sodium, 1 = T2w) or
+    ``modality * 3 + plane`` (``"modality_plane"``, planes in :data:`PLANES` order); for ``"rotation"`` the label is a
+    placeholder set by :class:`PretextLabeld`."""
+    if task not in PRETRAINING_TASKS:
+        raise InputError(f"unknown VGG pre-training task {task!r}; choose one of {', '.join(PRETRAINING_TASKS)}.")
+    pairs = fusion_items(datalist, split, include_empty, None, seed, fallback_split)
+    items = []
+    for e in pairs:
+        plane = PLANES.index(e["plane"]) if e["plane"] in PLANES else 0
+        for m, key in enumerate(("sodium", "t2w")):
+            label = {"modality_plane": m * 3 + plane, "modality": m}.get(task, 0)
+            items.append({"image": e[key], "label": label, "modality": key, "plane": e["plane"]})
+    random.Random(seed).shuffle(items)
+    if max_items is not None and 0 < max_items < len(items):
+        items = items[: int(max_items)]
+    return items
+
+
+def num_pretraining_classes(task: str = "rotation") -> int:
+    """Classes of the VGG pre-training task."""
+    if task not in PRETRAINING_TASKS:
+        raise InputError(f"unknown VGG pre-training task {task!r}; choose one of {', '.join(PRETRAINING_TASKS)}.")
+    return {"rotation": 4, "modality": 2, "modality_plane": 6}[task]
+
+
+def slice_shape(datalist: str | os.PathLike, split: str = "training") -> tuple[int, ...]:
+    """Shape of the first slice of a split (the training slices share it: the prepared cube)."""
+    items = fusion_items(datalist, split, include_empty=True, fallback_split="test")
+    arr = np.load(items[0]["sodium"], mmap_mode="r")
+    return tuple(int(n) for n in arr.shape)
+
+
+def materialize(transform: Any, items: Sequence[Mapping]) -> list[dict]:
+    """Apply ``transform`` once to every item (fixed, reproducible validation samples, noise included)."""
+    return [transform(dict(item)) for item in items]

@@ -1,20 +1,25 @@
+"""Ignite glue of the bundles: prepare-batch functions, up-front checks, handlers and training steps."""
+
 from .checks import (
     as_file_list,
     load_checkpoint,
     network_from_checkpoint,
     save_network_checkpoint,
+    validate_headers,
     validate_inputs,
     validate_scale,
 )
 from .evaluation import BASELINE_ORDERS, SuperResolutionMetrics, with_scales
-from .prepare_batch import PrepareBatchOutputGrid
-from .curriculum import CurriculumState, CurRandomCurriculum
-from .multi_contrast import (
+from .prepare_batch import (
+    PrepareBatchCoordinates,
+    PrepareBatchNexus,
+    PrepareBatchNexusVolume,
+    PrepareBatchOutputGrid,
     PrepareBatchReference,
-    ReferenceSRMetrics,
-    reference_eval_items,
-    validate_target_reference,
+    PrepareBatchTargetSpacing,
 )
+from .curriculum import CurriculumState, CurRandomCurriculum
+from .multi_contrast import ReferenceSRMetrics, reference_eval_items
 from .early_stopping import MIEarlyStopping
-from .fitting import ContrastPair, MultiContrastGridInferer, SharedFrame, fit_pair
-from .nexus import NexusVolumeInferer, PrepareBatchNexus, PrepareBatchNexusVolume, predict_subject
+from .fitting import fit_pair
+from .checks import validate_target_reference

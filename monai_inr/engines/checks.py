@@ -1,25 +1,58 @@
-"""Up-front checks for bundle runs: inputs, scales and checkpoints fail with one sentence before any work starts."""
+"""Up-front checks for bundle runs: inputs, scales, memory plans and checkpoints fail with one sentence before any
+work starts.
+
+Generic: :func:`as_file_list`, :func:`paired_file_lists`, :func:`validate_inputs`, :func:`validate_scale`,
+:func:`load_checkpoint`. Per method: :func:`check_fitted_geometry` (multi-contrast INR), :func:`check_nexus_datalist`
+and :func:`check_nexus_inference` (Nexus-INR), :func:`validate_target_reference` and :func:`load_ablation_checkpoint`
+(Dual-ArbNet), :func:`check_train_scales`, :func:`load_vgg`, :func:`resolve_slice_axis` and
+:func:`validate_sodium_t2w` (ArRFR).
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
+import nibabel as nib
+import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from monai_inr.coords import as_scale_tuple
+from monai_inr.coords import SharedFrame, as_scale_tuple, check_overlap, union_output_grid
+from monai_inr.data.sodium import PLANES
 from monai_inr.engines.checkpoint import save_atomic
-from monai_inr.io import InputError, load_volume
+from monai_inr.errors import InputError
+from monai_inr.inferers.nexus import check_budget
+from monai_inr.inferers.slicewise import plan_reference, validate_scale_range
+from monai_inr.io import (
+    load_magnitude,
+    load_volume,
+    magnitude_geometry,
+    read_image_geometry,
+    read_image_header,
+    read_volume_header,
+)
 from monai_inr.networks.utils import unwrap_network
+from monai_inr.transforms.multiscale import DOWNSAMPLE_MODES
 
 __all__ = [
     "as_file_list",
     "paired_file_lists",
     "validate_inputs",
+    "validate_headers",
     "validate_scale",
     "load_checkpoint",
+    "check_fitted_geometry",
+    "check_nexus_datalist",
+    "check_nexus_inference",
+    "validate_target_reference",
+    "load_ablation_checkpoint",
+    "check_train_scales",
+    "load_vgg",
+    "resolve_slice_axis",
+    "validate_sodium_t2w",
     "network_from_checkpoint",
     "save_network_checkpoint",
 ]
@@ -73,6 +106,18 @@ def validate_inputs(files: str | os.PathLike | Sequence[str | os.PathLike], ndim
     files = as_file_list(files)
     for f in files:
         load_volume(f, ndim=ndim)
+    return files
+
+
+def validate_headers(files: str | os.PathLike | Sequence[str | os.PathLike], ndim: int = 3) -> list[str]:
+    """Check every input file exists and is a readable ``ndim``-D image from its header alone (no voxel data: the
+    content is validated when the dataset loads it, :class:`monai_inr.transforms.LoadVolumed`); return the list."""
+    files = as_file_list(files)
+    for f in files:
+        if ndim == 3 and not Path(f).is_dir():
+            read_volume_header(f)
+        elif not Path(f).exists():
+            raise InputError(f"{f}: file not found.")
     return files
 
 
@@ -201,3 +246,251 @@ def save_network_checkpoint(
         for k, v in state_dict.items()
     }
     return save_atomic({NETWORK_DEF_KEY: dict(network_def), MODEL_KEY: weights}, path)
+
+
+# ------------------------------------------------------------------------------------------------------ per method
+
+
+def check_fitted_geometry(
+    network: torch.nn.Module, contrast1: str | None, contrast2: str | None, atol_mm: float = 1e-2
+) -> None:
+    """When the contrasts are given at inference, check they are the images the checkpoint was fitted to (same
+    union FOV and frame); only headers are read.
+
+    Raises:
+        InputError: unreadable headers or a different geometry.
+    """
+    if not (contrast1 and str(contrast1).strip() and contrast2 and str(contrast2).strip()):
+        return
+    grids = [
+        read_volume_header(p, f"{arg} ({p})", require_geometry=True)
+        for p, arg in ((contrast1, "contrast1"), (contrast2, "contrast2"))
+    ]
+    expected = SharedFrame.from_grids(grids)
+    net = unwrap_network(network)
+    stored = SharedFrame.from_affine(net.frame_affine, net.fov_bounds)
+    same = all(
+        np.allclose(a, b, atol=atol_mm)
+        for a, b in ((expected.affine, stored.affine), (expected.lower, stored.lower), (expected.upper, stored.upper))
+    )
+    if not same:
+        raise InputError(
+            f"the checkpoint was fitted to other images: the field of view of {contrast1} and {contrast2} differs "
+            f"from the one stored in the checkpoint."
+        )
+
+
+def check_nexus_datalist(items: Sequence[Mapping[str, Any]], segmentation: bool = True, name: str = "datalist") -> list:
+    """Every item has the files Nexus-INR training needs (and ``label`` when segmentation is on); returns ``items``.
+
+    Raises:
+        InputError: an empty split, a missing key, or a missing label with segmentation-enhanced learning on.
+    """
+    items = list(items)
+    if not items:
+        raise InputError(f"{name}: no items.")
+    for it in items:
+        sid = it.get("subject", "?")
+        for k in ("t1w", "t2w", "t1w_lr", "t2w_lr"):
+            if not it.get(k):
+                raise InputError(f"{name}: item {sid} has no {k!r} file.")
+        if segmentation and not it.get("label"):
+            raise InputError(
+                f"{name}: item {sid} has no 'label' file but segmentation-enhanced learning is on; add tumour labels "
+                f"or run with --segmentation False."
+            )
+    return items
+
+
+def check_nexus_inference(network: torch.nn.Module, t1w: str, t2w: str, target_spacing, tile_size: int = 32,
+                          memory_budget_gb: float | None = None) -> tuple[tuple[int, ...], np.ndarray]:
+    """Everything a Nexus-INR inference checks before any work, from the headers alone: files, channels, geometry,
+    overlap, spacing and the memory plan; returns the output grid. The voxel content is checked when
+    :class:`~monai_inr.transforms.LoadNexusPaird` reads the inputs (once)."""
+    validate_scale(None, target_spacing)
+    in_ch = unwrap_network(network).in_channels
+    grids = []
+    for p, m in ((t1w, "t1w"), (t2w, "t2w")):
+        if not str(p).strip():
+            raise InputError(f"{m}: no file given; pass --{m} <file.nii.gz>.")
+        grids.append(read_volume_header(p, f"{m} ({p})", require_geometry=True, channels=in_ch))
+    (s1, a1), (s2, a2) = grids
+    check_overlap(s1, a1, s2, a2, names=(f"t1w ({t1w})", f"t2w ({t2w})"))
+    shape, affine = union_output_grid(s1, a1, s2, a2, target_spacing)
+    device = next(unwrap_network(network).parameters()).device
+    check_budget(network, [s1, s2], shape, tile_size, memory_budget_gb, device)
+    return shape, affine
+
+
+def validate_target_reference(
+    targets: Any,
+    references: Any,
+    scale: Any = None,
+    slice_axis: int = 2,
+    min_scale: float = 1.0,
+    max_scale: float | None = None,
+    check_content: bool = True,
+) -> tuple[list[str], list[str]]:
+    """Check inference inputs before any work: readable images, a reference per target, equal channel counts, the
+    reference covering the target's FOV in the target's slice plane, and ``min_scale <= scale <= max_scale``; with
+    ``check_content`` also finite, non-constant voxels. The bundle's inference passes ``check_content=False`` and
+    checks the content on the dataset's one read (:class:`~monai_inr.transforms.CheckVolumed`), so only the headers
+    are read here.
+
+    Returns the target and reference file lists. Raises :class:`~monai_inr.errors.InputError` (one sentence).
+    """
+    scales = validate_scale_range(scale, min_scale, max_scale)
+    t_files, r_files = paired_file_lists(targets, references, "target", "reference")
+    for t, r in zip(t_files, r_files):
+        t_shape, t_ch, t_aff = read_image_geometry(t, header_only=not check_content)
+        r_shape, r_ch, r_aff = read_image_geometry(r, header_only=not check_content)
+        if t_ch != r_ch:
+            raise InputError(
+                f"{t} has {t_ch} channel(s) but its reference {r} has {r_ch}; both must be magnitude (1 channel) or "
+                f"both complex (2 channels)."
+            )
+        axis = 2 if t_shape[2] == 1 else int(slice_axis)
+        out_shape = list(t_shape)
+        for d, s in zip([d for d in range(3) if d != axis], scales):
+            out_shape[d] = max(1, int(round(t_shape[d] * s)))
+        try:
+            plan_reference(t_shape, t_aff, out_shape, r_shape, r_aff, axis, what=f"reference {r}")
+        except InputError as e:
+            raise InputError(f"{t}: {e}") from None
+    return t_files, r_files
+
+
+def load_ablation_checkpoint(network: torch.nn.Module, path: str | os.PathLike, enabled: bool = True) -> Any:
+    """Load the single-contrast ablation's weights (:func:`load_checkpoint`) when
+    ``enabled``; a missing file is an :class:`~monai_inr.errors.InputError` naming the training command."""
+    if not enabled:
+        return None
+    if not Path(path).is_file():
+        raise InputError(
+            f"{path}: the single-contrast ablation checkpoint is missing; train it with the same configs plus "
+            f"--use_reference false --ckpt_dir {Path(path).parent}, or pass --eval_ablation false."
+        )
+    return load_checkpoint(network, path)
+
+
+def check_train_scales(
+    scales: Sequence[float],
+    max_train_scale: float = 4.0,
+    mode: str = "cubic",
+    image_shape: Sequence[int] | None = None,
+    min_lr_size: int = 3,
+) -> tuple[float, ...]:
+    """Validate the down-sampling factors requested at training (one :class:`~monai_inr.errors.InputError` sentence).
+
+    ArRFR trains with ``k in {1, 2, 3, 4}`` (the paper's range); factors must lie in ``[1, max_train_scale]``, be
+    integers for stride decimation, and leave at least ``min_lr_size`` pixels per axis of an ``image_shape`` slice
+    (the 3x3 unfolding needs neighbours).
+    """
+    if mode not in DOWNSAMPLE_MODES:
+        raise InputError(f"unknown down-sampling mode {mode!r}; choose one of {', '.join(DOWNSAMPLE_MODES)}.")
+    try:
+        ks = tuple(float(k) for k in (scales if isinstance(scales, (list, tuple)) else [scales]))
+    except (TypeError, ValueError):
+        raise InputError(f"train_scales must be a list of numbers, got {scales!r}.") from None
+    if not ks:
+        raise InputError("train_scales is empty; ArRFR trains with the down-sampling factors [1, 2, 3, 4].")
+    bad = [k for k in ks if not math.isfinite(k) or k < 1 or k > float(max_train_scale)]
+    if bad:
+        raise InputError(
+            f"training down-sampling factor(s) {bad} outside the supported range [1, {float(max_train_scale):g}]; "
+            f"use factors like [1, 2, 3, 4] or raise max_train_scale."
+        )
+    if mode == "decimate" and any(k != int(k) for k in ks):
+        raise InputError(f"stride decimation needs integer factors, got {list(ks)}; use downsample_mode 'cubic'.")
+    if image_shape is not None:
+        small = min(int(n) for n in image_shape)
+        too = [k for k in ks if round(small / k) < min_lr_size]
+        if too:
+            raise InputError(
+                f"factor(s) {too} leave fewer than {min_lr_size} pixels of the {tuple(int(n) for n in image_shape)} "
+                f"slices; use smaller factors or larger slices."
+            )
+    return ks
+
+
+def load_vgg(vgg: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
+    """Load the pre-trained VGG-16 (plain state dict) and freeze it; a missing checkpoint names the command to run."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(
+            f"{p}: VGG checkpoint not found; pre-train it first (python -m monai.bundle run pretraining ...) or pass "
+            f"--vgg_ckpt <vgg.pt>."
+        )
+    load_checkpoint(vgg, p)
+    vgg.eval()
+    for q in vgg.parameters():
+        q.requires_grad_(False)
+    return vgg
+
+
+def resolve_slice_axis(path: str | os.PathLike, slice_axis: int | None = None, plane: str | None = None) -> int:
+    """Axis the 3D volume is sliced along: the singleton axis of a ``(H, W, 1)``-like file, else the axis of
+    ``plane`` (``"sagittal"``/``"coronal"``/``"axial"`` from the affine's orientation), else ``slice_axis``."""
+    full, _, affine = read_image_header(path)
+    shape = tuple(int(n) for n in full[:3]) if len(full) >= 3 else tuple(int(n) for n in full) + (1,)
+    singles = [d for d in range(3) if shape[d] == 1]
+    if len(singles) == 1:
+        return singles[0]
+    if plane:
+        if plane not in PLANES:
+            raise InputError(f"unknown plane {plane!r}; choose one of {', '.join(PLANES)}.")
+        codes = nib.aff2axcodes(affine)
+        names = {"L": "sagittal", "R": "sagittal", "A": "coronal", "P": "coronal", "S": "axial", "I": "axial"}
+        for axis, c in enumerate(codes):
+            if names[c] == plane:
+                return axis
+    axis = 2 if slice_axis is None else int(slice_axis)
+    if axis not in (0, 1, 2):
+        raise InputError(f"slice_axis must be 0, 1 or 2, got {slice_axis}.")
+    return axis
+
+
+def validate_sodium_t2w(
+    sodium: Any,
+    t2w: Any,
+    scale: Any = None,
+    complex_sodium: str = "error",
+    max_scale: float | None = None,
+    atol_mm: float = 1e-3,
+    check_content: bool = True,
+) -> list[dict]:
+    """Check inference inputs before any work and return ``[{"image": sodium, "reference": t2w}]``.
+
+    Both images of a pair must be readable, finite, non-constant 2D slices or 3D volumes **on the same grid** (same
+    shape, affines equal within ``atol_mm``): ArRFR fuses pixel-aligned images (register and resample the T2w onto the
+    sodium first, as ``python -m preprocessing register`` does). Complex sodium is refused or converted
+    (``complex_sodium``); the scale must be >= 1 (and <= ``max_scale`` if given).
+    With ``check_content=False`` (the bundle's inference) only the headers are read here and the voxel content is
+    checked on the dataset's one read (:class:`~monai_inr.transforms.LoadMagnituded`).
+    """
+    validate_scale_range(scale, 1.0, max_scale)
+    na_files, t2_files = paired_file_lists(sodium, t2w, "sodium", "T2w")
+    pairs = []
+    for na, t2 in zip(na_files, t2_files):
+        if check_content:
+            a_shape, aa = _shape_affine(load_magnitude(na, complex_sodium, "sodium"))
+            b_shape, ba = _shape_affine(load_magnitude(t2, "error", "T2w"))
+        else:
+            a_shape, aa = magnitude_geometry(na, complex_sodium, "sodium")
+            b_shape, ba = magnitude_geometry(t2, "error", "T2w")
+        if a_shape != b_shape:
+            raise InputError(
+                f"{t2}: the T2w has shape {b_shape} but the sodium {na} has {a_shape}; ArRFR needs both on one grid "
+                f"(register and resample the T2w onto the sodium first)."
+            )
+        if not np.allclose(aa, ba, atol=atol_mm):
+            raise InputError(
+                f"{t2}: the T2w affine does not match the sodium affine of {na} (unaligned grids); register and "
+                f"resample the T2w onto the sodium first."
+            )
+        pairs.append({"image": na, "reference": t2})
+    return pairs
+
+
+def _shape_affine(loaded: tuple[np.ndarray, np.ndarray]) -> tuple[tuple[int, ...], np.ndarray]:
+    return tuple(loaded[0].shape), loaded[1]

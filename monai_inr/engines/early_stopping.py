@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from monai_inr.inferers.grid import predict_points
 from monai_inr.metrics.mutual_information import mutual_information
 
 __all__ = ["MIEarlyStopping"]
@@ -27,7 +28,7 @@ class MIEarlyStopping:
 
     MI: 32-bin joint histogram (natural log, :func:`~monai_inr.metrics.mutual_information`) of the two outputs at
     ``points`` (normalised coordinates inside the foreground mask, e.g.
-    :meth:`monai_inr.engines.fitting.ContrastPair.mask_points`), predictions clipped to [0, 1] and binned over their
+    :meth:`monai_inr.data.coordinates.ContrastPair.mask_points`), predictions clipped to [0, 1] and binned over their
     own range.
 
     Stopping rule (the upstream code's): keep the last ``window + 1`` MI values (the buffer starts at zeros); after each
@@ -101,8 +102,6 @@ class MIEarlyStopping:
 
     def compute(self, network: torch.nn.Module) -> float:
         """MI between the two predicted channels at :attr:`points`."""
-        from monai_inr.engines.fitting import predict_points
-
         pred = predict_points(network, self.points, self.chunk_size).clamp(0.0, 1.0).numpy()
         return mutual_information(pred[:, self.channels[0]], pred[:, self.channels[1]], bins=self.bins)
 

@@ -5,7 +5,7 @@ anisotropic low-resolution contrasts plus their isotropic ground truths and a br
 contrasts on the ground-truth grid, and the project protocol scores them:
 
 * ``cubic`` (and ``trilinear``): spline interpolation of each LR contrast onto the ground-truth grid through world
-  coordinates (:func:`~monai_inr.engines.fitting.resample_to_grid`);
+  coordinates (:func:`~monai_inr.transforms.functional.resample_to_grid`);
 * ``single_contrast_inr``: two independent INRs with one output each, each fitted to its own contrast only (paper
   baseline 2), run for all epochs (the paper uses MI early stopping for the multi-contrast models only);
 * ``vanilla_inr``: one INR with two linear outputs (paper ablation), MI early stopping;
@@ -32,8 +32,12 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from monai_inr.engines.fitting import ContrastPair, fit_pair, predict_on_grid, resample_to_grid
-from monai_inr.io import InputError, save_nifti
+from monai_inr.engines.fitting import fit_pair
+from monai_inr.data.coordinates import ContrastPair
+from monai_inr.inferers.grid import predict_on_grid
+from monai_inr.transforms.functional import resample_to_grid
+from monai_inr.io import save_nifti
+from monai_inr.errors import InputError
 from monai_inr.metrics import write_metrics
 from monai_inr.metrics.multi_contrast import evaluate_contrast_pair
 from monai_inr.networks.utils import unwrap_network

@@ -12,14 +12,14 @@ built-in methods:
 
 * :class:`InterpolationMethod`: ``"LR input"`` (nearest neighbour, order 0: the LR voxels as they are), trilinear
   (order 1) and cubic B-spline (order 3) from each LR scan onto the ground-truth grid through world coordinates
-  (:func:`~monai_inr.engines.fitting.resample_to_grid`);
+  (:func:`~monai_inr.transforms.functional.resample_to_grid`);
 * :class:`ArSSRMethod`: the ``arssr`` bundle's network (Wu et al., JBHI 2023), one contrast at a time, through
   :class:`~monai_inr.inferers.ImplicitInferer` with the per-axis scale that maps each LR grid onto the ground-truth
   grid (``output_shape``); :func:`train_arssr_baseline` trains it with the bundle's ``train.json`` on the datalist's
   training HR volumes when no checkpoint is given;
 * :class:`MultiContrastINRMethod`: the subject-specific multi-contrast INR (McGinnis, Shit et al., MICCAI 2023),
   fitted per subject by :func:`~monai_inr.engines.fitting.fit_pair` with the ``multi_contrast_inr`` bundle's settings;
-* :class:`NexusINRMethod`: a trained Nexus-INR checkpoint through ``monai_inr.engines.nexus.predict_subject``; one
+* :class:`NexusINRMethod`: a trained Nexus-INR checkpoint through ``monai_inr.inferers.nexus.predict_subject``; one
   per ablation row (:func:`nexus_inr_methods`).
 
 :class:`NexusEvaluation` runs them over the held-out subjects with an ignite ``Engine``, scores each modality with the
@@ -45,8 +45,12 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_inr import coords
-from monai_inr.engines.fitting import ContrastPair, fit_pair, load_contrast, predict_on_grid, resample_to_grid
-from monai_inr.io import InputError, read_volume_header, save_nifti
+from monai_inr.engines.fitting import fit_pair
+from monai_inr.data.coordinates import ContrastPair
+from monai_inr.inferers.grid import predict_on_grid
+from monai_inr.transforms.functional import resample_to_grid
+from monai_inr.io import load_volume, read_volume_header, save_nifti
+from monai_inr.errors import InputError
 from monai_inr.metrics import evaluate_pair, normalize_to_reference, summarize, write_metrics
 from monai_inr.networks.utils import unwrap_network
 
@@ -99,7 +103,7 @@ def _lr_inputs(item: Mapping[str, Any]) -> list[tuple[np.ndarray, np.ndarray]]:
     for _, _, key in MODALITIES:
         if not item.get(key):
             raise InputError(f"datalist item {_item_name(item)} has no {key!r} low-resolution input.")
-        out.append(load_contrast(item[key], key))
+        out.append(load_volume(item[key], name=key, require_geometry=True))
     return out
 
 
@@ -191,9 +195,9 @@ class ArSSRMethod:
 class MultiContrastINRMethod:
     """The subject-specific multi-contrast INR (McGinnis, Shit et al., MICCAI 2023) fitted to each test subject.
 
-    Both LR scans are fitted jointly (:class:`~monai_inr.engines.fitting.ContrastPair`, :func:`fit_pair`: a MONAI
+    Both LR scans are fitted jointly (:class:`~monai_inr.data.coordinates.ContrastPair`, :func:`fit_pair`: a MONAI
     ``SupervisedTrainer``, optional MI early stopping) by a fresh copy of ``network`` (seeded), which is then queried
-    on the ground-truth grid (:func:`~monai_inr.engines.fitting.predict_on_grid`) and mapped back to each scan's
+    on the ground-truth grid (:func:`~monai_inr.inferers.grid.predict_on_grid`) and mapped back to each scan's
     intensity range.
 
     Args:
@@ -238,7 +242,7 @@ class MultiContrastINRMethod:
 
 class NexusINRMethod:
     """A trained Nexus-INR (Zhang et al., arXiv 2508.03073, 2025) predicting both modalities on the ground-truth grid
-    through ``monai_inr.engines.nexus.predict_subject`` (inputs' intensity units, tiled inference).
+    through ``monai_inr.inferers.nexus.predict_subject`` (inputs' intensity units, tiled inference).
 
     Args:
         network: a :class:`~monai_inr.networks.nets.NexusINR` built with the checkpoint's configuration (ablation
@@ -259,7 +263,7 @@ class NexusINRMethod:
         self.predict_kwargs = dict(predict_kwargs or {})
 
     def __call__(self, item: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        from monai_inr.engines.nexus import predict_subject
+        from monai_inr.inferers.nexus import predict_subject
 
         shape, affine = target_grid(item)
         for _, _, key in MODALITIES:

@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from monai.networks.nets import UNet
 
-from monai_inr.io import InputError, load_volume, read_nifti
+from monai_inr.io import load_volume, read_nifti
+from monai_inr.errors import InputError
 
 __all__ = [
     "SEGMENTATION_CLASSES",

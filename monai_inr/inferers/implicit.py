@@ -22,8 +22,15 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 
 from monai_inr import coords
-from monai_inr.inferers.memory import GB, memory_budget_bytes
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
+from monai_inr.inferers.memory import (
+    GB,
+    encoder_bytes_per_voxel,
+    estimate_peak_bytes,
+    memory_budget_bytes,
+    memory_error,
+)
+from monai_inr.networks.utils import unwrap_network
 
 __all__ = ["ImplicitNetwork", "ImplicitInferer", "TilePlan", "plan_tiles"]
 
@@ -161,7 +168,7 @@ def _format(shape: Sequence[int]) -> str:
 class ImplicitInferer(Inferer):
     """Super-resolve a whole image with an implicit network at an arbitrary scale, target spacing or output shape.
 
-    The output grid covers the input field of view (cell-centred, ``round(N * s)`` voxels per axis; ``DESIGN.md``),
+    The output grid covers the input field of view (cell-centred, ``round(N * s)`` voxels per axis; :mod:`monai_inr.coords`),
     and the returned :class:`~monai.data.MetaTensor` carries the matching affine
     (:func:`monai_inr.coords.fov_affine`), so saving it needs no further geometry fix.
 
@@ -175,7 +182,7 @@ class ImplicitInferer(Inferer):
         voxel_budget: the largest number of LR voxels encoded at once (tile incl. halo); larger inputs are tiled.
         memory_budget_gb: the most resident memory the process may reach during the call (the current resident size
             counts); ``None``: 6 GB, or less when the machine has less available. Tiles are shrunk to fit; when even
-            the output plus the smallest working set would not fit, :class:`~monai_inr.io.InputError` is raised before
+            the output plus the smallest working set would not fit, :class:`~monai_inr.errors.InputError` is raised before
             any work.
         progress: show a ``tqdm`` progress bar over the decoded chunks.
         channels_last: store convolution weights, activations and feature maps channels-last (converts the network's
@@ -282,8 +289,7 @@ class ImplicitInferer(Inferer):
         if not isinstance(inputs, torch.Tensor) or inputs.ndim not in (4, 5):
             shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
             raise InputError(f"ImplicitInferer expects a (B, C, H, W) or (B, C, D, H, W) tensor, got {shape}.")
-        if isinstance(network, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
-            network = network.module  # encode/decode live on the wrapped module; inference needs no gradient sync
+        network = unwrap_network(network)  # encode/decode live on the wrapped module; inference needs no gradient sync
         if not (hasattr(network, "encode") and hasattr(network, "decode")):
             raise TypeError(f"{type(network).__name__} has no encode/decode methods (see ImplicitNetwork).")
         nd = inputs.ndim - 2
@@ -343,19 +349,20 @@ class ImplicitInferer(Inferer):
         rss = float(psutil.Process().memory_info().rss)
         n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
         out_bytes = 4.0 * batch * out_ch * n_out
-        elem = 2 if self.amp_bf16 else 4
-        enc_voxel = 1.15 * batch * elem * float(getattr(network, "encode_workspace_channels", 16 * 64))
-        dec_query = 1.25 * batch * 4.0 * float(getattr(network, "decode_workspace_channels", 1024))
+        enc_voxel = encoder_bytes_per_voxel(network, batch, self.amp_bf16)
         chunk = min(self.chunk_size, n_out)
-        fixed = rss + out_bytes + chunk * dec_query + 64 * 1024**2  # + allocator slack
+        fixed = estimate_peak_bytes(
+            network, output_values=batch * out_ch * n_out, queries=chunk, batch=batch, amp_bf16=self.amp_bf16, in_use=rss
+        )
         free = budget - fixed
 
         def fail(need: float) -> InputError:
-            return InputError(
-                f"The requested output grid {_format(out_shape)} (from input {_format(in_shape)}, batch {batch}) needs "
-                f"about {need / GB:.2f} GB (output {out_bytes / GB:.2f} GB plus working memory and the "
-                f"{rss / GB:.2f} GB already in use) but the memory budget is {budget / GB:.2f} GB; lower the scale, "
-                f"enable amp_bf16 or raise memory_budget_gb."
+            return memory_error(
+                need,
+                budget,
+                f"The requested output grid {_format(out_shape)} (from input {_format(in_shape)}, batch {batch})",
+                "lower the scale, enable amp_bf16 or raise memory_budget_gb",
+                detail=f" (output {out_bytes / GB:.2f} GB plus working memory and the {rss / GB:.2f} GB already in use)",
             )
 
         mem_tile = int(free / enc_voxel) if free > 0 else 0  # hard limit (memory budget)

@@ -15,7 +15,7 @@ slice) inferer:
 * the output covers the target's field of view: ``round(N * s)`` pixels per in-plane axis and the affine of
   :func:`monai_inr.coords.fov_affine` (FOV centre kept), so saving it needs no geometry fix.
 
-Bad input fails before any work with one :class:`~monai_inr.io.InputError` sentence: different channel counts, a
+Bad input fails before any work with one :class:`~monai_inr.errors.InputError` sentence: different channel counts, a
 reference that does not cover the target's FOV (or is sliced in another plane), a scale below ``min_scale`` (1) or
 above ``max_scale``, an output beyond the memory budget.
 
@@ -29,14 +29,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
-import psutil
 import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 
 from monai_inr import coords
-from monai_inr.inferers.memory import GB, memory_budget_bytes
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
+from monai_inr.inferers.memory import check_memory, estimate_peak_bytes, memory_budget_bytes
+from monai_inr.networks.utils import unwrap_network
 
 __all__ = ["ReferenceSliceNetwork", "SliceWiseInferer", "ReferencePlan", "plan_reference", "validate_scale_range"]
 
@@ -54,7 +54,7 @@ class ReferenceSliceNetwork(Protocol):
 def validate_scale_range(
     scale: Any, min_scale: float = 1.0, max_scale: float | None = None, ndim: int = 2, name: str = "scale"
 ) -> tuple[float, ...]:
-    """Per-axis scales within ``[min_scale, max_scale]``, else an :class:`~monai_inr.io.InputError` sentence."""
+    """Per-axis scales within ``[min_scale, max_scale]``, else an :class:`~monai_inr.errors.InputError` sentence."""
     if scale is None:
         raise InputError(f"no {name} given; pass --{name} <factor> (e.g. 2.0).")
     try:
@@ -177,7 +177,7 @@ class SliceWiseInferer(Inferer):
         slices_per_batch: slices per network call (equal shapes within a volume make this safe).
         amp_bf16: bf16 autocast for the network calls.
         memory_budget_gb: peak resident memory allowed (``None``: 6 GB or what the machine has); an output that would
-            not fit is an :class:`~monai_inr.io.InputError` before any work.
+            not fit is an :class:`~monai_inr.errors.InputError` before any work.
         fov_tolerance: reference voxels by which the target FOV may exceed the reference FOV (rounding).
         require_reference: raise when the network uses a reference but none is given (otherwise the network's own
             default applies).
@@ -222,20 +222,16 @@ class SliceWiseInferer(Inferer):
         return memory_budget_bytes(self.memory_budget_gb)
 
     def _check_memory(self, network: Any, batch: int, out_ch: int, out_shape3: Sequence[int], plane: Sequence[int]):
-        per_px = float(getattr(network, "decode_workspace_channels", 512))
         n_plane = int(out_shape3[plane[0]] * out_shape3[plane[1]])
-        need = (
-            psutil.Process().memory_info().rss
-            + 4.0 * batch * out_ch * float(np.prod(out_shape3))
-            + 1.25 * 4.0 * per_px * n_plane * self.slices_per_batch
-            + 64 * 1024**2
+        need = estimate_peak_bytes(
+            network,
+            output_values=batch * out_ch * float(np.prod(out_shape3)),
+            queries=n_plane * self.slices_per_batch,
         )
-        budget = self._budget()
-        if need > budget:
-            raise InputError(
-                f"the output grid {'x'.join(map(str, out_shape3))} needs about {need / GB:.2f} GB but the memory "
-                f"budget is {budget / GB:.2f} GB; lower the scale or raise memory_budget_gb."
-            )
+        check_memory(
+            need, self._budget(), f"the output grid {'x'.join(map(str, out_shape3))}",
+            "lower the scale or raise memory_budget_gb",
+        )
 
     # ------------------------------------------------------------------------------------------------ main
     def __call__(  # type: ignore[override]
@@ -251,8 +247,7 @@ class SliceWiseInferer(Inferer):
         if not isinstance(inputs, torch.Tensor) or inputs.ndim not in (4, 5):
             shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
             raise InputError(f"SliceWiseInferer expects a (B, C, H, W) or (B, C, D0, D1, D2) target, got {shape}.")
-        if isinstance(network, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
-            network = network.module
+        network = unwrap_network(network)
         uses_ref = bool(getattr(network, "use_reference", True))
         if reference is not None:
             if not isinstance(reference, torch.Tensor) or reference.ndim not in (4, 5):

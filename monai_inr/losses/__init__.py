@@ -1,4 +1,4 @@
-"""Losses: the masked k-space loss and Dual-ArbNet's L1 + k-space objective (:mod:`.kspace`)."""
+"""Losses: k-space (Dual-ArbNet), perceptual fusion (ArRFR), Nexus-INR auxiliary losses and the multi-contrast MSE."""
 
 from monai_inr.losses.kspace import KSpaceLoss, L1KSpaceLoss, kspace_mask
 
@@ -25,3 +25,7 @@ __all__ += [
 from monai_inr.losses.nexus import NexusLoss, cmfa_loss, fdl_loss, kd_loss, segmentation_loss, sr_loss, t2_self_loss
 
 __all__ += ["NexusLoss", "cmfa_loss", "fdl_loss", "kd_loss", "segmentation_loss", "sr_loss", "t2_self_loss"]
+
+from monai_inr.losses.multi_contrast import MultiContrastMSELoss
+
+__all__ += ["MultiContrastMSELoss"]

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 
 __all__ = ["kd_loss", "t2_self_loss", "cmfa_loss", "fdl_loss", "segmentation_loss", "sr_loss", "NexusLoss"]
 

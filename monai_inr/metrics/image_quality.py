@@ -1,6 +1,6 @@
 """Full-reference image quality: PSNR and SSIM with explicit data range and voxel-selection masks.
 
-Protocol (``DESIGN.md`` "Evaluation protocol", ``notes/methods.md`` §8):
+Protocol (:mod:`monai_inr.metrics.protocol`):
 
 * inputs are normalised first (:func:`monai_inr.metrics.protocol.normalize_to_reference`), so ``data_range`` is 1;
 * :func:`psnr` inside a mask **selects** the mask voxels. Zeroing the background of both images instead and averaging

@@ -1,4 +1,5 @@
-"""Mutual information from a fixed-bin joint histogram (multi-contrast evaluation, ``notes/methods.md`` §8.6).
+"""Mutual information from a fixed-bin joint histogram (multi-contrast evaluation: McGinnis, Shit et al., MICCAI
+2023, eq. 2 and Fig. 3; ``bundles/multi_contrast_inr/docs/README.md``, "Evaluation").
 
 Definition (natural logarithm, so values are in **nats**; divide by ``log(2)`` for bits)::
 

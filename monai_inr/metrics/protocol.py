@@ -1,4 +1,4 @@
-"""The one evaluation protocol used by every bundle (``DESIGN.md`` "Evaluation protocol", ``notes/methods.md`` §8).
+"""The one evaluation protocol used by every bundle (each bundle's ``docs/README.md``, "Evaluation").
 
 1. :func:`normalize_to_reference` maps the ground truth (GT) and every prediction with the **GT's** affine intensity
    map to [0, 1] (GT min/max, or GT percentiles, optionally inside a mask), then clips to [0, 1]. A prediction is never

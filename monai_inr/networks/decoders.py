@@ -7,9 +7,13 @@ References:
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn as nn
 from monai.networks.layers.utils import get_act_layer
+
+from monai_inr import coords
 
 __all__ = ["ArSSRDecoder"]
 
@@ -343,15 +347,11 @@ class LIIFDecoder(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ HR side
     def _corners(self) -> list[tuple[int, ...]]:
-        import itertools
-
         if not self.local_ensemble:
             return [(0,) * self.spatial_dims]
         return list(itertools.product((-1, 1), repeat=self.spatial_dims))
 
     def _blend(self, latent, coord, cell, head) -> torch.Tensor:
-        from monai_inr import coords as _coords
-
         sd = self.spatial_dims
         if coord.ndim != 3 or coord.shape[-1] != sd:
             raise ValueError(f"coord must be (B, K, {sd}), got {tuple(coord.shape)}.")
@@ -363,7 +363,7 @@ class LIIFDecoder(nn.Module):
             latent = latent.float()
         coord = coord.to(latent.dtype)
         size = torch.tensor(shape, dtype=coord.dtype, device=coord.device)
-        grid = _coords.normalized_grid(shape, flatten=False, device=coord.device, dtype=coord.dtype)
+        grid = coords.normalized_grid(shape, flatten=False, device=coord.device, dtype=coord.dtype)
         grid = grid.movedim(-1, 0).unsqueeze(0).expand(b, *grid.shape[-1:], *shape)
         rel_cell = cell.to(coord.dtype) * size if self.cell_decode else None
         eps = 1e-6
@@ -373,8 +373,8 @@ class LIIFDecoder(nn.Module):
             if self.local_ensemble:
                 shift = torch.tensor(off, dtype=coord.dtype, device=coord.device) / size + eps
                 q = (coord + shift).clamp_(-1 + 1e-6, 1 - 1e-6)
-            z = _coords.sample_features(latent, q, mode="nearest")
-            centre = _coords.sample_features(grid, q, mode="nearest")
+            z = coords.sample_features(latent, q, mode="nearest")
+            centre = coords.sample_features(grid, q, mode="nearest")
             rel = (coord - centre) * size
             preds.append(head(z, rel, rel_cell))
             areas.append(torch.prod(rel.abs(), dim=-1, keepdim=True) + 1e-9)

@@ -4,7 +4,8 @@
   Dimensional Domains", NeurIPS 2020, with a Gaussian random matrix ``B``; the input encoding of the split-head
   multi-contrast INR (McGinnis, Shit et al., MICCAI 2023, section 2: ``v = [cos(2 pi B x), sin(2 pi B x)]``, 256
   frequencies with scale 4 -> 512 features). ``B`` is a registered **buffer**, so a checkpoint holds it (the
-  upstream code regenerates it from a seed and does not save it, ``notes/methods.md`` section 7.4).
+  upstream code regenerates it from a seed and does not save it; ``bundles/multi_contrast_inr/docs/README.md``,
+  "Method").
 * :class:`HashGridEncoding`: the multiresolution hash encoding of Mueller et al., "Instant Neural Graphics Primitives
   with a Multiresolution Hash Encoding", ACM TOG 41(4), 2022 (section 3), written in plain PyTorch (no CUDA
   extension), for the CPU fast path of the multi-contrast bundle.

@@ -26,6 +26,7 @@ from .functional import (
     kspace_alignment_shift,
     kspace_crop,
     kspace_crop_slice,
+    resample_to_grid,
     resize_cell_centred,
     slice_centres,
     slice_profile_matrix,
@@ -40,8 +41,24 @@ from .sampling import (
     sample_coordinates,
     scale_grid,
 )
-from .intensity import INTENSITY_MAX, INTENSITY_MIN, MinMaxNormalize, MinMaxNormalized, RestoreIntensityd
-from .io import SaveVolumed, output_path_for
+from .intensity import (
+    INTENSITY_MAX,
+    INTENSITY_MIN,
+    MinMaxNormalize,
+    MinMaxNormalized,
+    NormalizeToLabeld,
+    RestoreIntensityd,
+)
+from .io import (
+    CheckVolumed,
+    LoadMagnituded,
+    LoadNexusPaird,
+    LoadVolumed,
+    SaveContrastsd,
+    SaveNexusOutputsd,
+    SaveVolumed,
+    output_path_for,
+)
 from .utils import DEGRADATION_KEY, DEGRADATION_SCALE_KEY, grid_affine, translate_affine
 
 __all__ = [
@@ -57,6 +74,7 @@ __all__ = [
     "StrideDecimationd",
     "validate_downsampling_scale",
     "resize_cell_centred",
+    "resample_to_grid",
     "anti_alias_sigma",
     "centred_fft",
     "centred_ifft",
@@ -81,9 +99,16 @@ __all__ = [
     "MinMaxNormalize",
     "MinMaxNormalized",
     "RestoreIntensityd",
+    "NormalizeToLabeld",
     "INTENSITY_MIN",
     "INTENSITY_MAX",
+    "LoadVolumed",
+    "CheckVolumed",
+    "LoadMagnituded",
+    "LoadNexusPaird",
     "SaveVolumed",
+    "SaveContrastsd",
+    "SaveNexusOutputsd",
     "output_path_for",
 ]
 
@@ -115,9 +140,13 @@ from .multiscale import DOWNSAMPLE_MODES, MultiScaleDownsampled, lr_key, lr_quer
 
 __all__ += ["MultiScaleDownsampled", "lr_key", "lr_query_grid", "make_downsampler", "DOWNSAMPLE_MODES"]
 
-from .nexus_sampling import NexusZScored, RandNexusPatchd, slice_factors_of, zscore_stats
+from .nexus_sampling import MODALITIES, NexusZScored, RandNexusPatchd, slice_factors_of, zscore_stats
 
-__all__ += ["NexusZScored", "RandNexusPatchd", "slice_factors_of", "zscore_stats"]
+__all__ += ["MODALITIES", "NexusZScored", "RandNexusPatchd", "slice_factors_of", "zscore_stats"]
+
+from .pretext import PRETRAINING_TASKS, PretextLabeld
+
+__all__ += ["PRETRAINING_TASKS", "PretextLabeld"]
 
 from .acquisition import RandPhysicalAcquisition, WhiteMatterLeveld, white_matter_level
 

@@ -1,12 +1,13 @@
 """Array-level operators behind the transforms: cell-centred resampling, centred k-space cropping, slice profiles.
 
-Every operator here follows the project's geometry convention (``DESIGN.md``, :mod:`monai_inr.coords`): an output grid
+Every operator here follows the project's geometry convention (stated once in :mod:`monai_inr.coords`): an output grid
 of ``M`` voxels covers the same field of view (FOV) as the ``N`` input voxels, and output voxel ``m`` sits at the
 continuous input index ``(m + 0.5) * N / M - 0.5`` (cell-centred, ``align_corners=False``). The matching affine is
 :func:`monai_inr.coords.fov_affine`.
 
-These functions work on plain arrays and know nothing about affines or metadata; the transforms in
-:mod:`monai_inr.transforms.degradation` and :mod:`monai_inr.transforms.sampling` add those.
+These functions work on plain arrays and know nothing about metadata (only :func:`resample_to_grid` takes the two
+grids' affines, mapped through :func:`monai_inr.coords.voxel_map`); the transforms in
+:mod:`monai_inr.transforms.degradation` and :mod:`monai_inr.transforms.sampling` add the rest.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ import torch
 from scipy import ndimage
 from scipy.special import erf
 
+from monai_inr.coords import voxel_map
+
 __all__ = [
     "resize_cell_centred",
+    "resample_to_grid",
     "anti_alias_sigma",
     "centred_fft",
     "centred_ifft",
@@ -309,3 +313,31 @@ def thick_slice(
         mat = slice_profile_matrix(n_in, int(n_out), profile, thickness)
         out = apply_along_axis(mat, arr.astype(np.float64, copy=False), 1 + ax).astype(np.float32)
     return _like(out, ref)
+
+
+def resample_to_grid(
+    image: np.ndarray,
+    affine: np.ndarray,
+    out_shape: Sequence[int],
+    out_affine: np.ndarray,
+    order: int = 3,
+    mode: str = "reflect",
+    chunk_size: int = 2**20,
+) -> np.ndarray:
+    """Spline-interpolate ``image`` (on ``affine``) at the voxel centres of another grid, through world coordinates.
+
+    Cubic B-spline (``order=3``, with prefilter) by default, boundary ``mode="reflect"`` (half-sample symmetric), the
+    same interpolant as :func:`monai_inr.transforms.resize_cell_centred` when both grids cover the same FOV. Used for
+    the cubic-spline baseline of grids that differ from the input grid (the other contrast's, or the ground truth's).
+    """
+    img = np.asarray(image, dtype=np.float64)
+    coeff = ndimage.spline_filter(img, order=order, mode=mode) if order > 1 else img
+    m = voxel_map(out_affine, affine)  # out voxel -> in voxel
+    n = int(np.prod(out_shape))
+    out = np.empty(n, dtype=np.float32)
+    for s in range(0, n, int(chunk_size)):
+        flat = np.arange(s, min(n, s + int(chunk_size)), dtype=np.int64)
+        ijk = np.stack(np.unravel_index(flat, tuple(out_shape)), axis=0).astype(np.float64)
+        src = m[:3, :3] @ ijk + m[:3, 3:4]
+        out[s : s + flat.size] = ndimage.map_coordinates(coeff, src, order=order, mode=mode, prefilter=False)
+    return out.reshape(tuple(out_shape))

@@ -24,7 +24,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Randomizable
 
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 from monai_inr.transforms.degradation import KSpaceCrop
 from monai_inr.transforms.utils import as_affine, translate_affine
 
@@ -182,7 +182,7 @@ def crop_or_pad_to_multiple(
     The rule for an axis of ``N`` pixels and target ``T``: crop ``start = (N - T) // 2`` (the extra pixel of an odd
     difference is removed at the far end); pad ``(T - N) // 2`` before and the rest after. MetaTensor affines move so
     every kept pixel keeps its world position. A crop that would leave no pixel (``N < multiple``) is an
-    :class:`~monai_inr.io.InputError`.
+    :class:`~monai_inr.errors.InputError`.
     """
     if mode not in ("crop", "pad"):
         raise ValueError(f"mode must be 'crop' or 'pad', got {mode!r}.")
@@ -247,7 +247,7 @@ class CropToMultipled(MapTransform):
 
 
 def exact_lr_size(n: int, scale: float, what: str = "image", tolerance: float = 1e-6) -> int:
-    """``n / scale`` when it is an integer (within ``tolerance`` pixels), else an :class:`~monai_inr.io.InputError`
+    """``n / scale`` when it is an integer (within ``tolerance`` pixels), else an :class:`~monai_inr.errors.InputError`
     explaining the crop/pad rule; ``scale`` must be at least 1."""
     s = float(scale)
     if not (np.isfinite(s) and s >= 1.0):

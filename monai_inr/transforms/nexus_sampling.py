@@ -25,9 +25,12 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Randomizable
 
 from monai_inr import coords
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 
-__all__ = ["NexusZScored", "RandNexusPatchd", "zscore_stats", "slice_factors_of"]
+__all__ = ["MODALITIES", "NexusZScored", "RandNexusPatchd", "zscore_stats", "slice_factors_of"]
+
+#: the two Nexus-INR modalities, in the order of the network's inputs and outputs
+MODALITIES = ("t1w", "t2w")
 
 
 def zscore_stats(image: Any, name: str = "image") -> tuple[float, float]:

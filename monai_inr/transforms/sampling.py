@@ -1,6 +1,6 @@
 """Training-sample construction for INR super-resolution: scale-pair patches and coordinate/value sampling.
 
-Outputs follow ``DESIGN.md``'s data contract (fixed size, collatable with MONAI's ``list_data_collate``):
+Outputs follow one data contract (fixed size, collatable with MONAI's ``list_data_collate``):
 
 * ``coord``: ``(K, ndim)`` cell-centred normalised coordinates in (i, j, k) order (:mod:`monai_inr.coords`);
 * ``cell``: ``(K, ndim)`` size of the queried voxel in the same normalised units (``2 / N`` on its own grid);

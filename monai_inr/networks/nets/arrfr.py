@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from monai_inr import coords
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 from monai_inr.networks.blocks import CBAM
 from monai_inr.networks.decoders import LIIFDecoder
 from monai_inr.networks.encoders import get_encoder

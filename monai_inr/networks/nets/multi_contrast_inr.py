@@ -37,13 +37,13 @@ class MultiContrastINR(nn.Module):
     (:class:`~monai_inr.networks.encodings.HashGridEncoding`) and shrinks the MLP.
 
     The subject's geometry is stored in buffers, so a checkpoint alone defines the fitted subject (the same reason
-    the Fourier matrix ``B`` is a buffer, ``notes/methods.md`` section 7.4):
+    the Fourier matrix ``B`` is a buffer; ``bundles/multi_contrast_inr/docs/README.md``, "Method"):
 
     * ``frame_affine`` ``(4, 4)`` float64: normalised network coordinates -> world millimetres;
     * ``fov_bounds`` ``(2, 3)``: lower and upper corner of the union field of view in normalised coordinates;
     * ``intensity_range`` ``(C, 2)``: the min/max that mapped each contrast to [0, 1].
 
-    They are set with :meth:`set_geometry` (by :class:`monai_inr.engines.fitting.ContrastPair`) before fitting.
+    They are set with :meth:`set_geometry` (by :class:`monai_inr.data.coordinates.ContrastPair`) before fitting.
 
     Args:
         architecture: one of :data:`ARCHITECTURES`.
