@@ -93,6 +93,8 @@ class MultiContrastEvaluation:
         save_predictions: also write every prediction as NIfTI (``<subject>_<method>_<contrast>.nii.gz``, on the
             ground-truth grid, original intensity units) under ``output_dir/predictions``.
         seed: seed of every fit (network initialisation and batch order).
+        figures: write ``figures/<subject>_<contrast>.png`` (middle slice of every method next to the ground truth,
+            with error maps; :class:`~monai_inr.evaluation.runner.EvaluationRunner`).
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class MultiContrastEvaluation:
         save_predictions: bool = True,
         chunk_size: int = 65536,
         degradation: str = "",
+        figures: bool = True,
     ) -> None:
         unknown = [m for m in methods if m not in METHODS and m.lower() not in BASELINE_ORDERS]
         if unknown:
@@ -137,6 +140,7 @@ class MultiContrastEvaluation:
         self.save_predictions = bool(save_predictions)
         self.chunk_size = int(chunk_size)
         self.records: list[dict[str, Any]] = []
+        self.figures = bool(figures)
         self.histories: dict[str, Any] = {}
         self._callables: dict[str, Any] = {
             m: (_FittedINR(self, m) if m in METHODS else InterpolationMethod(m, _INPUTS, "label1"))
@@ -203,6 +207,7 @@ class MultiContrastEvaluation:
             self.items, self._callables, self._reference, self.names, score=self._score,
             after_method=self._after_method, on_complete=self._write,
             log_keys=[f"psnr_{n}" for n in self.names] + ["eps_mi_joint"],
+            figure_dir=self.output_dir / "figures" if self.figures else None,
         )
         self.records = self._runner.run()
         return self.records

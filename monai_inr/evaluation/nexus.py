@@ -316,6 +316,8 @@ class NexusEvaluation:
         num_subjects: evaluate only the first subjects (``None``: all).
         save_predictions: also write every output (and its segmentation) as NIfTI under ``output_dir/predictions``.
         metadata: extra information stored in ``metrics.json`` (degradation, settings, seeds).
+        figures: write ``figures/<subject>_<contrast>.png`` (middle slice of every method next to the ground truth,
+            with error maps; :class:`~monai_inr.evaluation.runner.EvaluationRunner`).
     """
 
     def __init__(
@@ -337,6 +339,7 @@ class NexusEvaluation:
         save_predictions: bool = False,
         device: str | torch.device = "cpu",
         metadata: Mapping[str, Any] | None = None,
+        figures: bool = True,
     ) -> None:
         self.datalist_path: Path | None = None
         train_items: list[dict] = []
@@ -390,6 +393,7 @@ class NexusEvaluation:
         self.device = torch.device(device)
         self.metadata = dict(metadata or {})
         self.records: list[dict[str, Any]] = []
+        self.figures = bool(figures)
         self.seg_info: dict[str, Any] = {}
         self.seg_net: torch.nn.Module | None = None
         self.result: dict[str, Any] = {}
@@ -536,6 +540,7 @@ class NexusEvaluation:
             self.items, self.methods, self._reference, self.names, after_method=self._after_method,
             after_item=self._after_item, on_start=self._prepare, on_complete=self._finish,
             log_keys=("psnr_t1w", "ssim_t1w", "psnr_t2w", "ssim_t2w", "dice", "hd95"),
+            figure_dir=self.output_dir / "figures" if self.figures else None,
         )
         self._runner = runner
         runner.run()

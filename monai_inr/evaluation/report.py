@@ -160,7 +160,7 @@ def write_montage(
     for j, (name, img) in enumerate(images.items()):
         axes[0, j].imshow(np.clip(img, 0, 1), cmap="gray", vmin=0, vmax=1)
         axes[0, j].set_title(name, fontsize=8)
-        if reference is not None:
+        if reference is not None and j > 0:  # the reference's own error map would be empty
             err = np.abs(np.asarray(img, np.float64) - reference)
             im = axes[1, j].imshow(err, cmap="magma", vmin=0, vmax=error_range)
             axes[1, j].set_title(f"|error| mean {err.mean():.3f}", fontsize=7)

@@ -11,8 +11,10 @@ and appends one record per (subject, method). Hooks add method-specific scores (
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -20,6 +22,7 @@ from ignite.engine import Engine, Events
 
 from monai_inr.io import InputError, load_volume, read_nifti
 from monai_inr.metrics import evaluate_pair, normalize_to_reference
+from monai_inr.metrics.protocol import apply_intensity_map, reference_intensity_map
 
 from .methods import Method
 
@@ -96,6 +99,9 @@ class EvaluationRunner:
         after_item: ``(reference) -> list of extra records`` (e.g. the segmentation of the ground truth itself).
         on_start, on_complete: ``() -> None`` at the start (train a downstream model) and end (write the report).
         log_keys: record keys logged per method.
+        figure_dir: when given, one PNG per subject and contrast there (``<subject>_<name>.png``): the middle slice
+            along ``figure_axis`` of every method next to the ground truth, with absolute error maps, all mapped
+            with the ground truth's intensity map (:func:`~monai_inr.evaluation.report.write_montage`).
     """
 
     def __init__(
@@ -110,6 +116,8 @@ class EvaluationRunner:
         on_start: Callable[[], None] | None = None,
         on_complete: Callable[[], None] | None = None,
         log_keys: Sequence[str] = (),
+        figure_dir: str | os.PathLike | None = None,
+        figure_axis: int = 2,
     ) -> None:
         self.items = list(items)
         self.methods = dict(methods)
@@ -119,10 +127,29 @@ class EvaluationRunner:
         self.after_method, self.after_item = after_method, after_item
         self.on_start, self.on_complete = on_start, on_complete
         self.log_keys = tuple(log_keys)
+        self.figure_dir = None if figure_dir is None else Path(figure_dir)
+        self.figure_axis = int(figure_axis)
         self.records: list[dict[str, Any]] = []
+
+    def _middle(self, image: np.ndarray) -> np.ndarray:
+        return np.take(image, image.shape[self.figure_axis] // 2, axis=self.figure_axis)
+
+    def _figures(self, ref: Reference, panels: Mapping[str, Sequence[np.ndarray]]) -> None:
+        from .report import write_montage
+
+        for c, name in enumerate(self.names):
+            gt = ref.images[c]
+            lo, hi = reference_intensity_map(gt)  # the protocol's mapping of the whole ground-truth volume
+            write_montage(
+                {m: apply_intensity_map(p[c], lo, hi) for m, p in panels.items()},
+                self.figure_dir / f"{ref.subject}_{name}.png",
+                reference=apply_intensity_map(self._middle(gt), lo, hi),
+                title=f"{ref.subject} {name}: slice {gt.shape[self.figure_axis] // 2} along axis {self.figure_axis}",
+            )
 
     def _process(self, engine: Engine, item: Mapping[str, Any]) -> dict[str, Any]:
         ref = self.reference(item)
+        panels: dict[str, Sequence[np.ndarray]] = {}
         for method, fn in self.methods.items():
             t0 = time.perf_counter()
             preds = [np.asarray(p, dtype=np.float32) for p in fn(item)]
@@ -138,6 +165,10 @@ class EvaluationRunner:
                 self.after_method(rec, preds, ref)
             self.records.append(rec)
             self._log(rec)
+            if self.figure_dir is not None:
+                panels[method] = [self._middle(p) for p in preds]
+        if self.figure_dir is not None:
+            self._figures(ref, panels)
         if self.after_item is not None:
             for rec in self.after_item(ref):
                 self.records.append(rec)
