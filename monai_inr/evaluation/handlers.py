@@ -50,7 +50,38 @@ def _subject_name(meta_source) -> str:
     return name
 
 
-class SuperResolutionMetrics:
+class _ProtocolHandler:
+    """Shared part of the evaluator handlers: records per iteration (``_score``), written at completion (``_write``)."""
+
+    def __init__(self, output_dir: str | os.PathLike, method_name: str, baselines: Sequence[str], mask_key: str,
+                 scale_key: str, mask_threshold: float, prefix: str) -> None:
+        for b in baselines:
+            baseline_order(b)
+        self.output_dir = Path(output_dir)
+        self.method_name = method_name
+        self.baselines = tuple(baselines)
+        self.mask_key, self.scale_key = mask_key, scale_key
+        self.mask_threshold = float(mask_threshold)
+        self.prefix = prefix
+        self.records: list[dict] = []
+        self.logger = logging.getLogger(__name__)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._score)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _reset(self, engine: Engine) -> None:
+        self.records = []
+
+    def _score(self, engine: Engine) -> None:
+        raise NotImplementedError
+
+    def _write(self, engine: Engine) -> None:
+        raise NotImplementedError
+
+
+class SuperResolutionMetrics(_ProtocolHandler):
     """Score each evaluated volume with the protocol (:mod:`monai_inr.metrics.protocol`) and write ``metrics.json`` plus CSV tables.
 
     For every iteration of a ``SupervisedEvaluator`` (batch size 1) it takes the LR input (``image``), the network's
@@ -76,25 +107,7 @@ class SuperResolutionMetrics:
         mask_threshold: float = 0.05,
         prefix: str = "metrics",
     ) -> None:
-        for b in baselines:
-            baseline_order(b)
-        self.output_dir = Path(output_dir)
-        self.method_name = method_name
-        self.baselines = tuple(baselines)
-        self.mask_key = mask_key
-        self.scale_key = scale_key
-        self.mask_threshold = mask_threshold
-        self.prefix = prefix
-        self.records: list[dict] = []
-        self.logger = logging.getLogger(__name__)
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self._reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._score)
-        engine.add_event_handler(Events.COMPLETED, self._write)
-
-    def _reset(self, engine: Engine) -> None:
-        self.records = []
+        super().__init__(output_dir, method_name, baselines, mask_key, scale_key, mask_threshold, prefix)
 
     def _score(self, engine: Engine) -> None:
         out, batch = engine.state.output, engine.state.batch
@@ -185,7 +198,7 @@ def _magnitude(x: np.ndarray, complex_channels: bool) -> np.ndarray:
     return x[0]
 
 
-class ReferenceSRMetrics:
+class ReferenceSRMetrics(_ProtocolHandler):
     """Score target + reference super-resolution per slice: the evaluator's network, extra networks and baselines.
 
     For every iteration of a ``SupervisedEvaluator`` (batch size 1, ``decollate=False``) it takes the LR target
@@ -219,26 +232,12 @@ class ReferenceSRMetrics:
         mask_threshold: float = 0.05,
         prefix: str = "metrics",
     ) -> None:
-        for b in baselines:
-            baseline_order(b)
-        self.output_dir = Path(output_dir)
-        self.method_name = method_name
+        super().__init__(output_dir, method_name, baselines, mask_key, scale_key, mask_threshold, prefix)
         self.extra_networks = dict(extra_networks or {})
         self.reference_free = set(reference_free) | set(baselines)
-        self.baselines = tuple(baselines)
         self.complex_channels = bool(complex_channels)
-        self.reference_key, self.mask_key, self.scale_key = reference_key, mask_key, scale_key
-        self.reference_type_key, self.slice_key = reference_type_key, slice_key
-        self.mask_threshold = float(mask_threshold)
-        self.prefix = prefix
-        self.records: list[dict] = []
+        self.reference_key, self.reference_type_key, self.slice_key = reference_key, reference_type_key, slice_key
         self._seen: set = set()
-        self.logger = logging.getLogger(__name__)
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self._reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._score)
-        engine.add_event_handler(Events.COMPLETED, self._write)
 
     def _reset(self, engine: Engine) -> None:
         self.records, self._seen = [], set()

@@ -21,7 +21,6 @@ SSIM over the whole volume and inside the mask) and the MI errors (:mod:`monai_i
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -34,7 +33,7 @@ from monai_inr.metrics.multi_contrast import evaluate_contrast_pair
 
 from .bundle import ConfigFiles, config_file_list, fit_subject, network_from_bundle
 from .methods import BASELINE_ORDERS, InterpolationMethod, restore_fit, target_grid
-from .runner import EvaluationRunner, Reference, load_reference
+from .runner import EvaluationRunner, Reference, load_reference, read_datalist
 
 __all__ = ["MultiContrastEvaluation", "METHODS"]
 
@@ -118,18 +117,8 @@ class MultiContrastEvaluation:
             raise InputError(
                 f"unknown evaluation method(s) {unknown}: choose from {sorted(METHODS)} or {sorted(BASELINE_ORDERS)}."
             )
-        if isinstance(datalist, (str, os.PathLike)):
-            p = Path(datalist)
-            if not p.is_file():
-                raise InputError(f"{p}: datalist not found.")
-            doc = json.loads(p.read_text())
-            self.items = doc.get("test", [])
-            self.degradation = degradation or doc.get("metadata", {}).get("degradation", "")
-        else:
-            self.items = list(datalist)
-            self.degradation = degradation
-        if not self.items:
-            raise InputError("the evaluation datalist has no subjects.")
+        self.items, doc = read_datalist(datalist, "test")
+        self.degradation = degradation or doc.get("metadata", {}).get("degradation", "")
         self.config_files = config_file_list(config_files)
         self.overrides = {**dict(overrides or {}), "seed": int(seed), "device": device}
         if network is not None:

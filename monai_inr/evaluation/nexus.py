@@ -44,7 +44,7 @@ from .methods import (
     target_grid,
 )
 from .report import markdown_table, select_rows, summaries, write_table
-from .runner import EvaluationRunner, Reference, image_metric_keys, load_reference
+from .runner import EvaluationRunner, Reference, image_metric_keys, load_reference, read_datalist
 from .tables import NEXUS_TABLES, TableSpec
 
 __all__ = [
@@ -341,25 +341,10 @@ class NexusEvaluation:
         metadata: Mapping[str, Any] | None = None,
         figures: bool = True,
     ) -> None:
-        self.datalist_path: Path | None = None
-        train_items: list[dict] = []
-        if isinstance(datalist, (str, os.PathLike)):
-            p = Path(datalist)
-            if not p.is_file():
-                raise InputError(f"{p}: datalist not found.")
-            try:
-                doc = json.loads(p.read_text())
-            except ValueError as e:
-                raise InputError(f"{p}: not a readable JSON datalist ({e}).") from e
-            if split not in doc:
-                raise InputError(f"{p}: the datalist has no {split!r} split.")
-            self.items = list(doc[split])
-            train_items = list(doc.get("training", []))
-            self.datalist_path = p
-            self.data_metadata = doc.get("metadata", {})
-        else:
-            self.items = [dict(it) for it in datalist]
-            self.data_metadata = {}
+        self.items, doc = read_datalist(datalist, split)
+        self.datalist_path = Path(datalist) if isinstance(datalist, (str, os.PathLike)) else None
+        train_items = list(doc.get("training", []))
+        self.data_metadata = doc.get("metadata", {})
         if num_subjects is not None:
             self.items = self.items[: int(num_subjects)]
         if not self.items:

@@ -10,6 +10,7 @@ and appends one record per (subject, method). Hooks add method-specific scores (
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -26,12 +27,38 @@ from monai_inr.metrics.protocol import apply_intensity_map, reference_intensity_
 
 from .methods import Method
 
-__all__ = ["Reference", "load_reference", "protocol_scores", "IMAGE_METRICS", "image_metric_keys", "EvaluationRunner"]
+__all__ = ["read_datalist", "Reference", "load_reference", "protocol_scores", "IMAGE_METRICS", "image_metric_keys", "EvaluationRunner"]
 
 logger = logging.getLogger(__name__)
 
 #: the per-contrast protocol metrics of :func:`~monai_inr.metrics.protocol.evaluate_pair`
 IMAGE_METRICS: tuple[str, ...] = ("psnr", "psnr_mask", "ssim", "ssim_mask")
+
+
+def read_datalist(datalist: str | os.PathLike | Sequence[Mapping[str, Any]], split: str = "test",
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The items of one split of a MONAI-style datalist (a JSON path, or the items themselves) and the whole document
+    (``{}`` for items).
+
+    Raises:
+        InputError: missing or unreadable file, no such split, no items.
+    """
+    if not isinstance(datalist, (str, os.PathLike)):
+        items, doc = [dict(it) for it in datalist], {}
+    else:
+        p = Path(datalist)
+        if not p.is_file():
+            raise InputError(f"{p}: datalist not found.")
+        try:
+            doc = json.loads(p.read_text())
+        except ValueError as e:
+            raise InputError(f"{p}: not a readable JSON datalist ({e}).") from e
+        if split not in doc:
+            raise InputError(f"{p}: the datalist has no {split!r} split.")
+        items = list(doc[split])
+    if not items:
+        raise InputError(f"the evaluation datalist has no {split!r} subjects.")
+    return items, doc
 
 
 @dataclass
