@@ -105,7 +105,8 @@ def test_evaluation_writes_metrics_for_every_method(trained):
     kw = {k: v for k, v in overrides.items() if k not in ("contrast1", "contrast2")}
     wf = ConfigWorkflow(
         config_file=[TRAIN, EVALUATE, QUICK], meta_file=META, logging_file=LOGGING, workflow_type="eval",
-        **{**kw, **TINY_DATA, "eval_dataset_dir": str(data_dir), "output_dir": str(out)},
+        **{**kw, **TINY_DATA, "eval_dataset_dir": str(data_dir), "output_dir": str(out),
+           "eval_fit_overrides": {k: v for k, v in kw.items() if k != "bundle_root"}},
     )
     wf.initialize()
     wf.run()

@@ -43,7 +43,8 @@ from scipy import ndimage as ndi
 
 from monai_inr.coords import fov_affine, spacing_from_affine
 from monai_inr.data.phantom import Anatomy, anatomy_from_fractions, load_template
-from monai_inr.io import InputError, atomic_path
+from monai_inr.errors import InputError
+from monai_inr.io import atomic_path
 
 __all__ = [
     "COLIN27_PACKAGE",

@@ -34,7 +34,8 @@ from monai_inr.data import anatomy as anat
 from monai_inr.data.datalist import current_datalist
 from monai_inr.data.phantom import (FILE_SUFFIXES, IMAGE_KEYS, LABELS, _check_args, _write_json, lesion_flags,
                                     make_subject, subject_seed, write_subject)
-from monai_inr.io import InputError, save_nifti
+from monai_inr.errors import InputError
+from monai_inr.io import save_nifti
 
 __all__ = ["REALISTIC_VERSION", "HOLDOUTS", "SPLIT_HEMISPHERE", "build_realistic_dataset", "write_real_scan", "main"]
 

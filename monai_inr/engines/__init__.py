@@ -8,8 +8,8 @@ from .checks import (
     validate_headers,
     validate_inputs,
     validate_scale,
+    validate_target_reference,
 )
-from .evaluation import BASELINE_ORDERS, SuperResolutionMetrics, with_scales
 from .prepare_batch import (
     PrepareBatchCoordinates,
     PrepareBatchNexus,
@@ -19,7 +19,4 @@ from .prepare_batch import (
     PrepareBatchTargetSpacing,
 )
 from .curriculum import CurriculumState, CurRandomCurriculum
-from .multi_contrast import ReferenceSRMetrics, reference_eval_items
 from .early_stopping import MIEarlyStopping
-from .fitting import fit_pair
-from .checks import validate_target_reference
