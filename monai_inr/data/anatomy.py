@@ -57,6 +57,7 @@ __all__ = [
     "segmentation_cache_dir",
     "segment_t1w",
     "colin27_segmentation",
+    "colin27_cached_resolutions",
     "colin27_anatomy",
     "t1w_anatomy",
     "midline_plane",
@@ -160,7 +161,7 @@ def _read_cached(folder: Path, meta: dict) -> Segmentation:
     return Segmentation(fractions, affine, {**meta, "from_cache": True}, folder)
 
 
-def _find_cached(inputs_sha: dict, options: dict, key: str) -> Segmentation | None:
+def _find_cached(inputs_sha: dict, options: dict, key: str) -> tuple[Path, dict] | None:
     root = segmentation_cache_dir()
     candidates = [root / key[:24]] + (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
     for folder in candidates:
@@ -175,7 +176,7 @@ def _find_cached(inputs_sha: dict, options: dict, key: str) -> Segmentation | No
             continue
         recorded = meta.get("options", {})
         if all(recorded.get(k) == v for k, v in options.items()):
-            return _read_cached(folder, meta)
+            return folder, meta
     return None
 
 
@@ -241,8 +242,9 @@ def segment_t1w(
     iterations: int = SEGMENTATION_DEFAULTS["iterations"],
     csf_shell_mm: float = SEGMENTATION_DEFAULTS["csf_shell_mm"],
     cache: bool = True,
+    cache_only: bool | str = False,
     verbose: bool = False,
-) -> Segmentation:
+) -> Segmentation | Path | None:
     """CSF/GM/WM fractions of a T1w brain (see the module docstring), cached on disk.
 
     Args:
@@ -256,6 +258,8 @@ def segment_t1w(
         prior_weight, mrf, iterations: Atropos options.
         csf_shell_mm: extra-cerebral CSF added around the mask.
         cache: read/write ``segmentation_cache_dir()``.
+        cache_only: never segment: return ``None`` when nothing is cached (and, with ``cache_only="probe"``, the
+            cache folder's path instead of loading it).
     """
     t1w = Path(t1w).resolve()
     if not t1w.is_file():
@@ -283,10 +287,12 @@ def segment_t1w(
     inputs_sha = {"t1w": _sha256(t1w), "masks": [_sha256(m) for m in masks]}
     key = hashlib.sha256(json.dumps({"version": SEGMENTATION_VERSION, "inputs_sha256": inputs_sha,
                                      "options": options}, sort_keys=True).encode()).hexdigest()
-    if cache:
+    if cache or cache_only:
         hit = _find_cached(inputs_sha, options, key)
         if hit is not None:
-            return hit
+            return hit[0] if cache_only == "probe" else _read_cached(*hit)
+    if cache_only:
+        return None
 
     t0 = time.perf_counter()
     import ants
@@ -402,6 +408,13 @@ def colin27_segmentation(resolution_mm: float = 0.5, **kwargs) -> Segmentation:
     """The Colin27 segmentation (``ch2better`` at ``resolution_mm``, masks ``ch2bet`` and ``ch2better``), cached."""
     files = colin27_files()
     return segment_t1w(files["t1w"], masks=[files["bet"], files["t1w"]], resolution_mm=resolution_mm, **kwargs)
+
+
+def colin27_cached_resolutions() -> list[float]:
+    """Resolutions (mm) at which a Colin27 segmentation with the default options is already cached."""
+    if not colin27_available():
+        return []
+    return [r for r in (0.5, 1.0, 2.0) if colin27_segmentation(r, cache_only="probe") is not None]
 
 
 def labels_from_fractions(fractions: np.ndarray) -> np.ndarray:
