@@ -244,3 +244,15 @@ def test_segment_user_t1w_with_mask(tmp_path, monkeypatch):
     again = A.segment_t1w(files["head"], masks=[files["bet"]], resolution_mm=3.0)
     assert again.meta["from_cache"]
     np.testing.assert_allclose(again.fractions, seg.fractions, atol=1e-6)
+
+
+@needs_colin27
+@pytest.mark.slow
+def test_segment_user_t1w_head_without_mask(tmp_path, monkeypatch):
+    """A T1w head without a mask: morphological brain estimate refined by the registered template brain."""
+    monkeypatch.setenv("MONAI_INR_CACHE", str(tmp_path))
+    seg = A.segment_t1w(A.colin27_files()["head"], resolution_mm=3.0)
+    vol = seg.volumes_ml
+    assert 100 < vol["csf"] < 700 and 500 < vol["gm"] < 1100 and 400 < vol["wm"] < 900, vol
+    # the affine registration to the MNI template is close to the identity (Colin27 lies in MNI-like space)
+    np.testing.assert_allclose(np.asarray(seg.meta["to_template"])[:3, :3], np.eye(3), atol=0.08)
