@@ -58,6 +58,7 @@ __all__ = [
     "segmentation_cache_dir",
     "segment_t1w",
     "colin27_segmentation",
+    "colin27_cached_resolutions",
     "colin27_anatomy",
     "t1w_anatomy",
     "midline_plane",
@@ -161,7 +162,7 @@ def _read_cached(folder: Path, meta: dict) -> Segmentation:
     return Segmentation(fractions, affine, {**meta, "from_cache": True}, folder)
 
 
-def _find_cached(inputs_sha: dict, options: dict, key: str) -> Segmentation | None:
+def _find_cached(inputs_sha: dict, options: dict, key: str) -> tuple[Path, dict] | None:
     root = segmentation_cache_dir()
     candidates = [root / key[:24]] + (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
     for folder in candidates:
@@ -176,7 +177,7 @@ def _find_cached(inputs_sha: dict, options: dict, key: str) -> Segmentation | No
             continue
         recorded = meta.get("options", {})
         if all(recorded.get(k) == v for k, v in options.items()):
-            return _read_cached(folder, meta)
+            return folder, meta
     return None
 
 
@@ -232,6 +233,29 @@ def _shell(mask: np.ndarray, spacing: np.ndarray, shell_mm: float) -> np.ndarray
     return ramp
 
 
+def _otsu(values: np.ndarray, bins: int = 256) -> float:
+    hist, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist).astype(np.float64)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres) / np.maximum(w0, 1)
+    m1 = (np.sum(hist * centres) - np.cumsum(hist * centres)) / np.maximum(w1, 1)
+    return float(centres[np.argmax(w0 * w1 * (m0 - m1) ** 2)])
+
+
+def _rough_brain_mask(image: np.ndarray, spacing: np.ndarray, erode_mm: float = 5.0) -> np.ndarray:
+    """Morphological brain estimate of a T1w head: Otsu foreground, eroded by ``erode_mm`` (cuts the brain from the
+    scalp across the dark skull), largest component, dilated back, holes filled."""
+    fg = image > _otsu(image[image > 0.02 * np.percentile(image, 99.5)])
+    r = max(1, int(round(erode_mm / float(spacing.mean()))))
+    core, n = ndi.label(ndi.binary_erosion(fg, iterations=r))
+    if n == 0:
+        return fg
+    sizes = ndi.sum(np.ones_like(core), core, index=np.arange(1, n + 1))
+    core = core == 1 + int(np.argmax(sizes))
+    return ndi.binary_fill_holes(ndi.binary_dilation(core, iterations=r) & fg)
+
+
 def segment_t1w(
     t1w: str | os.PathLike,
     masks: Sequence[str | os.PathLike] | None = None,
@@ -242,21 +266,25 @@ def segment_t1w(
     iterations: int = SEGMENTATION_DEFAULTS["iterations"],
     csf_shell_mm: float = SEGMENTATION_DEFAULTS["csf_shell_mm"],
     cache: bool = True,
+    cache_only: bool | str = False,
     verbose: bool = False,
-) -> Segmentation:
+) -> Segmentation | Path | None:
     """CSF/GM/WM fractions of a T1w brain (see the module docstring), cached on disk.
 
     Args:
         t1w: a T1-weighted NIfTI (skull-stripped or not).
         masks: brain masks (NIfTI, any grid in the same world space; voxels > 0 count); their union, holes filled, is
-            the brain. Default: the T1w's own non-zero voxels when it is skull-stripped (more than 30 % zeros),
-            otherwise the registered MNI152 brain (dilated by 2 mm) where the T1w is above 10 % of its 99th
-            percentile.
+            the brain. Default: the T1w's own non-zero voxels when it is skull-stripped (support below 2.2 l),
+            otherwise a morphological estimate (Otsu, 5 mm erosion, largest component, dilation) intersected with
+            the registered MNI152 brain dilated by 2 mm: adequate for a clean T1w head; pass a mask when you have
+            one.
         resolution_mm: segmentation grid spacing (the T1w field of view kept, ``round(N * spacing / resolution)``
             voxels per axis); default the T1w's own grid.
         prior_weight, mrf, iterations: Atropos options.
         csf_shell_mm: extra-cerebral CSF added around the mask.
         cache: read/write ``segmentation_cache_dir()``.
+        cache_only: never segment: return ``None`` when nothing is cached (and, with ``cache_only="probe"``, the
+            cache folder's path instead of loading it).
     """
     t1w = Path(t1w).resolve()
     if not t1w.is_file():
@@ -284,10 +312,12 @@ def segment_t1w(
     inputs_sha = {"t1w": _sha256(t1w), "masks": [_sha256(m) for m in masks]}
     key = hashlib.sha256(json.dumps({"version": SEGMENTATION_VERSION, "inputs_sha256": inputs_sha,
                                      "options": options}, sort_keys=True).encode()).hexdigest()
-    if cache:
+    if cache or cache_only:
         hit = _find_cached(inputs_sha, options, key)
         if hit is not None:
-            return hit
+            return hit[0] if cache_only == "probe" else _read_cached(*hit)
+    if cache_only:
+        return None
 
     t0 = time.perf_counter()
     import ants
@@ -305,11 +335,31 @@ def segment_t1w(
     image = data if shape == src_shape else _area_resample(data, src_affine, shape, affine)
     del data
 
-    # --- priors registered to the T1w (affine, Mattes MI, >= 2 mm images) ---
+    # --- brain mask (given, the skull-stripped image's support, or a morphological estimate refined after the
+    # registration) ---
+    rough = None
+    if masks:
+        brain = np.zeros(shape, dtype=bool)
+        for m in masks:
+            mimg = nib.load(str(m))
+            marr = np.asarray(mimg.dataobj, dtype=np.float32)
+            while marr.ndim > 3:
+                marr = marr[..., 0]
+            brain |= _resample_to((marr > 0).astype(np.float32), np.asarray(mimg.affine, float), shape, affine,
+                                  order=1) >= 0.5
+    elif (image > 0).sum() * float(np.prod(sp)) / 1000.0 < 2200.0:  # skull-stripped: its support is a brain
+        brain = image > 0
+    else:
+        brain = rough = _rough_brain_mask(image, sp)
+    brain = ndi.binary_fill_holes(brain)
+    if brain.sum() < 1000:
+        raise InputError(f"{t1w}: the brain mask holds only {int(brain.sum())} voxels.")
+
+    # --- priors registered to the (masked) T1w (affine, Mattes MI, >= 2 mm images) ---
     tpl = load_template()
     priors, tpl_t1 = _template_priors(shape, affine)
     reg_res = max(2.0, res)
-    fixed = ants.resample_image(_to_ants(image, affine), (reg_res,) * 3, use_voxels=False, interp_type=0)
+    fixed = ants.resample_image(_to_ants(image * brain, affine), (reg_res,) * 3, use_voxels=False, interp_type=0)
     moving = ants.resample_image(_to_ants(tpl_t1, tpl.fractions_affine), (reg_res,) * 3, use_voxels=False,
                                  interp_type=0)
     reg = ants.registration(fixed=fixed, moving=moving, type_of_transform="Affine", aff_metric="mattes",
@@ -325,26 +375,9 @@ def segment_t1w(
     to_template = np.eye(4)  # T1w world (RAS mm) -> template world
     to_template[:3, :3] = _LPS @ m_lps @ _LPS
     to_template[:3, 3] = _LPS @ (t_lps + c_lps - m_lps @ c_lps)
-
-    # --- brain mask ---
-    if masks:
-        brain = np.zeros(shape, dtype=bool)
-        for m in masks:
-            mimg = nib.load(str(m))
-            marr = np.asarray(mimg.dataobj, dtype=np.float32)
-            while marr.ndim > 3:
-                marr = marr[..., 0]
-            brain |= _resample_to((marr > 0).astype(np.float32), np.asarray(mimg.affine, float), shape, affine,
-                                  order=1) >= 0.5
-    elif (image <= 0).mean() > 0.3:
-        brain = image > 0
-    else:
-        tpl_brain = sum(warped) >= 0.5
-        r = int(math.ceil(2.0 / sp.min()))
-        brain = ndi.binary_dilation(tpl_brain, iterations=r) & (image > 0.1 * np.percentile(image, 99))
-    brain = ndi.binary_fill_holes(brain)
-    if brain.sum() < 1000:
-        raise InputError(f"{t1w}: the brain mask holds only {int(brain.sum())} voxels.")
+    if rough is not None:  # the registered template brain (with its CSF shell), dilated 2 mm, within the estimate
+        r = max(1, int(math.ceil(2.0 / sp.min())))
+        brain = ndi.binary_fill_holes(ndi.binary_dilation(sum(warped) >= 0.5, iterations=r) & rough)
 
     # --- Atropos ---
     seg = ants.atropos(a=_to_ants(image, affine), x=_to_ants(brain.astype(np.float32), affine),
@@ -403,6 +436,13 @@ def colin27_segmentation(resolution_mm: float = 0.5, **kwargs) -> Segmentation:
     """The Colin27 segmentation (``ch2better`` at ``resolution_mm``, masks ``ch2bet`` and ``ch2better``), cached."""
     files = colin27_files()
     return segment_t1w(files["t1w"], masks=[files["bet"], files["t1w"]], resolution_mm=resolution_mm, **kwargs)
+
+
+def colin27_cached_resolutions() -> list[float]:
+    """Resolutions (mm) at which a Colin27 segmentation with the default options is already cached."""
+    if not colin27_available():
+        return []
+    return [r for r in (0.5, 1.0, 2.0) if colin27_segmentation(r, cache_only="probe") is not None]
 
 
 def labels_from_fractions(fractions: np.ndarray) -> np.ndarray:
