@@ -20,6 +20,7 @@ from monai.networks.layers.utils import get_act_layer
 from monai_inr import coords
 from monai_inr.networks.decoders import ArSSRDecoder
 from monai_inr.networks.encoders import get_encoder
+from monai_inr.networks.export import ScriptableArSSR, refuse_trace
 
 __all__ = ["ArSSR"]
 
@@ -102,6 +103,11 @@ class ArSSR(nn.Module):
             get_act_layer(act) if self.input_skip and act not in (None, "none", "identity", "linear") else None
         )
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What ``torch.jit.script`` compiles: :class:`~monai_inr.networks.export.ScriptableArSSR` (same parameters,
+        the same outputs at any input size and scale)."""
+        return ScriptableArSSR(self)
+
     @property
     def config(self) -> dict | None:
         """The bundle-config definition that rebuilds this network (``None`` with an encoder module), stored in
@@ -179,6 +185,8 @@ class ArSSR(nn.Module):
         """Training path with ``coord`` ``(B, K, 3)`` -> ``(B, K, out)``; without ``coord``, the whole super-resolved
         volume ``(B, out, *round(N * scale))`` on the cell-centred grid (used by ``verify_net_in_out`` and TorchScript
         export; large volumes should go through :class:`~monai_inr.inferers.ImplicitInferer`)."""
+        if coord is None:
+            refuse_trace("ArSSR")
         features = self.encode(image)
         if coord is not None:
             return self.decode(features, coord)
