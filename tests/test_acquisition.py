@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from monai_inr import coords
-from monai_inr.transforms import RandPhysicalAcquisition, WhiteMatterLeveld, resize_cell_centred, white_matter_level
+from monai_inr.transforms import RandPhysicalAcquisition, WhiteMatterLeveld, resize_cell_centred, white_matter_reference
 
 
 def smooth_volume(shape=(36, 30, 40), seed=0) -> torch.Tensor:
@@ -59,7 +59,7 @@ def test_seeded_and_reference_level():
     b = RandPhysicalAcquisition().set_random_state(5)(hr, scale=(2.0, 3.0, 2.0), reference=2.0)
     torch.testing.assert_close(a, b)
     brain = torch.cat([torch.full((600,), 0.5), torch.full((400,), 0.9)])  # GM 60 %, WM 40 %
-    assert white_matter_level(brain) == pytest.approx(0.9)
+    assert white_matter_reference(brain[None]) == pytest.approx(0.9)
     d = WhiteMatterLeveld("image")({"image": brain.reshape(1, 10, 10, 10)})
     assert float(d["wm_level"]) == pytest.approx(0.9)
     with pytest.raises(ValueError, match="snr_range"):

@@ -169,6 +169,6 @@ from .pretext import PRETRAINING_TASKS, PretextLabeld
 
 __all__ += ["PRETRAINING_TASKS", "PretextLabeld"]
 
-from .acquisition import RandPhysicalAcquisition, WhiteMatterLeveld, white_matter_level
+from .acquisition import RandPhysicalAcquisition, WhiteMatterLeveld
 
-__all__ += ["RandPhysicalAcquisition", "WhiteMatterLeveld", "white_matter_level"]
+__all__ += ["RandPhysicalAcquisition", "WhiteMatterLeveld"]

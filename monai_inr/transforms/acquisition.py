@@ -23,24 +23,9 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable, Transform
 
-from monai_inr import coords
-from monai_inr.transforms import functional as Fn
+from monai_inr.transforms.degradation import PhysicalAcquisition, white_matter_reference
 
-__all__ = ["RandPhysicalAcquisition", "WhiteMatterLeveld", "white_matter_level"]
-
-
-def white_matter_level(image, mask=None, quantile: float = 0.8) -> float:
-    """Robust white-matter level of a T1-weighted brain image: the ``quantile`` of the voxels inside ``mask`` (or
-    above 10 % of the maximum when no mask is given). White matter is the brightest and largest tissue class of a
-    T1w brain (about 40 % of the brain), so the 80th percentile lies inside it."""
-    data = torch.as_tensor(image).detach().float().reshape(-1)
-    if mask is not None:
-        data = data[torch.as_tensor(mask).reshape(-1) > 0]
-    else:
-        data = data[data > 0.1 * float(data.max())]
-    if data.numel() == 0:
-        raise ValueError("white_matter_level: no foreground voxels.")
-    return float(torch.quantile(data[:: max(1, data.numel() // 1_000_000)], quantile))
+__all__ = ["RandPhysicalAcquisition", "WhiteMatterLeveld"]
 
 
 class RandPhysicalAcquisition(Randomizable, Transform):
@@ -52,11 +37,13 @@ class RandPhysicalAcquisition(Randomizable, Transform):
         prob_3d: probability of a 3D acquisition (k-space truncation along every axis); otherwise 2D multi-slice
             along the axis with the largest factor (ties broken at random).
         profiles: slice profiles to draw from for 2D acquisitions (``"box"``, ``"gaussian"``).
-        slice_gap: ``(low, high)`` extra slice thickness as a fraction of the slice spacing (0 = contiguous slices;
-            negative values would be overlap and are refused).
+        slice_gap: ``(low, high)`` gap between slices as a fraction of the slice spacing, drawn uniformly (``[0, 1)``;
+            0 = contiguous slices), as :class:`~monai_inr.transforms.degradation.PhysicalAcquisition`.
 
     Call as ``t(hr, scale=(s0, s1, s2), reference=level)``; ``reference`` (the white-matter level of the whole image,
-    :func:`white_matter_level`) sets the noise sigma; without it the patch's own 99th percentile is used.
+    :func:`~monai_inr.transforms.degradation.white_matter_reference`) sets the noise sigma; without it, the patch's
+    own white-matter estimate is used. Each call composes one :class:`~monai_inr.transforms.degradation.
+    PhysicalAcquisition` with the drawn settings (one home for the acquisition model).
     """
 
     def __init__(
@@ -81,7 +68,7 @@ class RandPhysicalAcquisition(Randomizable, Transform):
         if bad or not profiles:
             raise ValueError(f"RandPhysicalAcquisition: profiles must be 'box' and/or 'gaussian', got {profiles}.")
         g_lo, g_hi = (float(v) for v in slice_gap)
-        if not 0.0 <= g_lo <= g_hi:
+        if not 0.0 <= g_lo <= g_hi < 1.0:
             raise ValueError(f"RandPhysicalAcquisition: slice_gap must be 0 <= low <= high, got {slice_gap}.")
         self.noise_prob = float(noise_prob)
         self.prob_3d = float(prob_3d)
@@ -105,30 +92,24 @@ class RandPhysicalAcquisition(Randomizable, Transform):
 
     def __call__(self, img, scale: Sequence[float], reference: float | None = None) -> torch.Tensor:
         data = torch.as_tensor(img.as_tensor() if hasattr(img, "as_tensor") else img).float()
-        spatial = tuple(int(n) for n in data.shape[1:])
         factors = tuple(float(v) for v in scale)
-        if len(factors) != len(spatial):
-            raise ValueError(f"RandPhysicalAcquisition: {len(factors)} factors for {len(spatial)} spatial axes.")
-        out_shape = coords.scaled_shape(spatial, [1.0 / v for v in factors])
+        if len(factors) != data.ndim - 1:
+            raise ValueError(f"RandPhysicalAcquisition: {len(factors)} factors for {data.ndim - 1} spatial axes.")
         self.randomize(factors)
-        axis = self.last["slice_axis"]
-        x = data
-        if axis is not None:  # 2D multi-slice: slice profile along the slice axis (FWHM = spacing x (1 + gap))
-            thickness = spatial[axis] / out_shape[axis] * (1.0 + self.last["gap"])
-            x = Fn.thick_slice(x, axis, out_shape[axis], profile=self.last["profile"], thickness=thickness)
-        kdims = [1 + a for a in range(len(spatial)) if a != axis]
-        z = Fn.kspace_crop(x, [out_shape[d - 1] for d in kdims], kdims, align="cell", amplitude_correction=True)
-        if self.last["snr"] is not None:
-            level = float(reference) if reference is not None else float(torch.quantile(data.reshape(-1), 0.99))
-            sigma = max(level, 1e-6) / self.last["snr"]
-            g = torch.from_numpy(self.R.standard_normal((2, *z.shape)).astype(np.float32))
-            z = z + torch.complex(g[0], g[1]) * sigma
-            self.last["sigma"] = sigma
-        return z.abs().to(torch.float32).contiguous()
+        acquire = PhysicalAcquisition(
+            scale=factors,
+            slice_axis=self.last["slice_axis"],
+            profile=self.last["profile"],
+            slice_gap=self.last["gap"],
+            snr=self.last["snr"],
+        ).set_random_state(state=self.R)
+        out = acquire(data, scale=factors, reference=reference)
+        self.last.update(sigma=acquire.last["sigma"], reference=acquire.last["reference"])
+        return (out.as_tensor() if hasattr(out, "as_tensor") else out).contiguous()
 
 
 class WhiteMatterLeveld(MapTransform):
-    """Store :func:`white_matter_level` of ``keys[0]`` (inside ``mask_key`` when given) under ``level_key``, e.g. as
+    """Store :func:`~monai_inr.transforms.degradation.white_matter_reference` of ``keys[0]`` (inside ``mask_key`` when given) under ``level_key``, e.g. as
     the noise reference of :class:`RandPhysicalAcquisition` in a training sampler (``reference_key``)."""
 
     def __init__(
@@ -148,5 +129,6 @@ class WhiteMatterLeveld(MapTransform):
         if key == []:
             return d
         mask = d.get(self.mask_key) if self.mask_key is not None else None
-        d[self.level_key] = torch.tensor(white_matter_level(d[key], mask, self.quantile), dtype=torch.float32)
+        level = white_matter_reference(d[key], mask=mask, quantile=self.quantile)
+        d[self.level_key] = torch.tensor(level, dtype=torch.float32)
         return d
