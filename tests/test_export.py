@@ -225,3 +225,21 @@ def test_variants_script_like_eager(name):
     assert sorted(ts.state_dict()) == sorted(net.state_dict())
     torch.testing.assert_close(ts(*args, **kwargs), before, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(net(*args, **kwargs), before)  # scripting left the eager network as it was
+
+
+@pytest.mark.parametrize("name", ["arssr_rescnn", "dual_arbnet_no_reference", "arrfr_plain_liif",
+                                  "multi_contrast_vanilla_hashgrid", "nexus_shared_encoder"])
+def test_exports_run_with_autograd_enabled(name):
+    """Called as users call a model (no ``torch.no_grad()``), repeatedly, at changing sizes: TorchScript's optimised
+    graph from the second call on must not trip over the in-place activations."""
+    make, args, kwargs = VARIANTS[name]
+    torch.manual_seed(0)
+    net = make().eval()
+    ts = torch.jit.script(net)
+    for _ in range(3):
+        with torch.no_grad():
+            want = net(*args, **kwargs)
+        got = ts(*args, **kwargs)
+        assert not got.requires_grad
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        args = tuple(torch.cat([a, a], dim=-1) for a in args) if "nexus" not in name else args
