@@ -9,7 +9,9 @@ from pathlib import Path
 from preprocessing.outputs import ENTITY_ORDER
 
 _STRICT = re.compile(
-    r"^sub-[A-Za-z0-9]+" + "".join(rf"(?:_{k}-[A-Za-z0-9]+)?" for k in ENTITY_ORDER[1:]) + r"_[A-Za-z0-9]+(?:\.[a-z0-9.]+)$"
+    r"^sub-[A-Za-z0-9]+"
+    + "".join(rf"(?:_{k}-[A-Za-z0-9]+)?" for k in ENTITY_ORDER[1:])
+    + r"_[A-Za-z0-9]+(?:\.[a-z0-9.]+)$"
 )
 
 

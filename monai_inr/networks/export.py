@@ -115,7 +115,9 @@ def _sample(features: torch.Tensor, coord: torch.Tensor, mode: str) -> torch.Ten
     return out.reshape(b, features.shape[1], k).transpose(1, 2)
 
 
-def _output_shape(in_shape: List[int], output_shape: Optional[List[int]], scale: Union[float, List[float]]) -> List[int]:
+def _output_shape(
+    in_shape: List[int], output_shape: Optional[List[int]], scale: Union[float, List[float]]
+) -> List[int]:
     if output_shape is not None:
         if len(output_shape) != len(in_shape):
             raise ValueError("output_shape must have one size per spatial axis.")
