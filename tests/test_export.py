@@ -175,3 +175,71 @@ def test_trace_that_would_freeze_the_output_size_is_refused(bundle, shape, tmp_p
     sentence = str(cause)
     assert "tracing" in sentence and "\n" not in sentence and sentence.endswith(")."), sentence
     assert not (tmp_path / "model.ts").exists()
+
+
+_ENC = {"num_blocks": 1, "num_layers": 2, "growth": 4, "features": 8}
+_HASH = {"num_levels": 3, "log2_table_size": 6, "base_resolution": 2, "max_resolution": 40}
+VARIANTS = {  # constructor switches the bundles' defaults do not cover: (network, inputs, keyword arguments)
+    "arssr_rescnn": (lambda: ArSSR("ResCNN", feature_channels=8, decoder_hidden=16,
+                                   encoder_kwargs={"features": 8, "num_blocks": 1, "convs_per_block": 2}),
+                     (torch.rand(1, 1, 5, 4, 6),), {"scale": 1.3}),
+    "arssr_srresnet": (lambda: ArSSR("SRResNet", feature_channels=8, decoder_hidden=16,
+                                     encoder_kwargs={"features": 8, "num_blocks": 2}),
+                       (torch.rand(2, 1, 5, 4, 6),), {"scale": [1.0, 2.0, 3.0]}),
+    "dual_arbnet_no_reference": (lambda: DualArbNet(encoder_kwargs=_ENC, hidden=8, fusion_layers=2, skip_hidden=8,
+                                                    reduction=4, use_reference=False),
+                                 (torch.rand(1, 1, 7, 5),), {"scale": 2.5}),
+    "dual_arbnet_complex_no_scale_no_unfold": (
+        lambda: DualArbNet(in_channels=2, encoder_kwargs=_ENC, hidden=8, fusion_layers=1, skip_hidden=8, reduction=4,
+                           use_scale=False, unfold=False),
+        (torch.rand(1, 2, 7, 5), torch.rand(1, 2, 5, 9)), {"scale": 1.7}),
+    "arrfr_plain_liif": (lambda: ArRFR(feature_channels=8, encoder_kwargs={"num_blocks": 1}, use_attention=False,
+                                       decoder_hidden=16, decoder_layers=2, feat_unfold=False, local_ensemble=False,
+                                       cell_decode=False),
+                         (torch.rand(2, 2, 7, 5),), {"scale": [1.5, 3.0]}),
+    "multi_contrast_vanilla_hashgrid": (lambda: MultiContrastINR("vanilla", "hashgrid", encoding_kwargs=_HASH,
+                                                                 trunk_width=16, trunk_layers=1),
+                                        (torch.rand(1, 3, 4, 3) * 2 - 1,), {}),
+    "multi_contrast_separate_hashgrid": (lambda: MultiContrastINR("separate", "hashgrid", encoding_kwargs=_HASH,
+                                                                  trunk_width=16, trunk_layers=1),
+                                         (torch.rand(7, 3) * 2 - 1,), {}),
+    "nexus_baseline": (lambda: NexusINR(feature_channels=8, encoder_kwargs=_ENC, dual_branch=False,
+                                        cross_attention=False, segmentation=False, decoder_hidden=16,
+                                        decoder_layers=2, normalize_features=False),
+                       (torch.rand(1, 2, 3, 5, 4),), {}),
+    "nexus_shared_encoder": (lambda: NexusINR(feature_channels=8, encoder_kwargs=_ENC, share_encoder_weights=True,
+                                              attention_heads=2, attention_window=2, decoder_hidden=16,
+                                              decoder_layers=2, segmentation=False),
+                             (torch.rand(1, 2, 4, 2, 4),), {}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+@torch.no_grad()
+def test_variants_script_like_eager(name):
+    make, args, kwargs = VARIANTS[name]
+    torch.manual_seed(0)
+    net = make().eval()
+    before = net(*args, **kwargs)
+    ts = torch.jit.script(net)
+    assert sorted(ts.state_dict()) == sorted(net.state_dict())
+    torch.testing.assert_close(ts(*args, **kwargs), before, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(net(*args, **kwargs), before)  # scripting left the eager network as it was
+
+
+@pytest.mark.parametrize("name", ["arssr_rescnn", "dual_arbnet_no_reference", "arrfr_plain_liif",
+                                  "multi_contrast_vanilla_hashgrid", "nexus_shared_encoder"])
+def test_exports_run_with_autograd_enabled(name):
+    """Called as users call a model (no ``torch.no_grad()``), repeatedly, at changing sizes: TorchScript's optimised
+    graph from the second call on must not trip over the in-place activations."""
+    make, args, kwargs = VARIANTS[name]
+    torch.manual_seed(0)
+    net = make().eval()
+    ts = torch.jit.script(net)
+    for _ in range(3):
+        with torch.no_grad():
+            want = net(*args, **kwargs)
+        got = ts(*args, **kwargs)
+        assert not got.requires_grad
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        args = tuple(torch.cat([a, a], dim=-1) for a in args) if "nexus" not in name else args

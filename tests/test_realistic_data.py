@@ -140,9 +140,17 @@ def test_subjects_deterministic_and_on_the_colin27_fov(colin):
 @needs_colin27
 def test_dataset_layout_geometry_and_labels(dataset):
     path, doc = dataset
-    assert set(doc) == {"training", "validation", "test", "real", "metadata"}
-    assert [len(doc[s]) for s in ("training", "validation", "test", "real")] == [2, 1, 2, 1]
+    assert set(doc) == {"training", "validation", "test", "real", "real_training", "metadata"}
+    assert [len(doc[s]) for s in ("training", "validation", "test", "real", "real_training")] == [2, 1, 2, 1, 1]
     meta = doc["metadata"]
+    # the real scan's training hemisphere is cropped to the left of the mirror plane; its evaluation mask lies right
+    plane = meta["mirror_plane_x_mm"]
+    left = nib.load(doc["real_training"][0]["image"])
+    x_left = left.affine[0, 0] * np.arange(left.shape[0]) + left.affine[0, 3]
+    assert left.affine[0, 0] > 0 and x_left.max() < plane and left.shape[1:] == nib.load(doc["real"][0]["image"]).shape[1:]
+    real_mask = nib.load(doc["real"][0]["mask"])
+    xs = np.nonzero(np.asarray(real_mask.dataobj).any(axis=(1, 2)))[0]
+    assert real_mask.affine[0, 0] * xs.min() + real_mask.affine[0, 3] > plane
     assert meta["hemispheres"] == {"training": "left", "validation": "right", "test": "right"}
     src = nib.load(str(A.colin27_files()["t1w"]))
     fov_centre = src.affine[:3, :3] @ ((np.asarray(src.shape) - 1) / 2) + src.affine[:3, 3]

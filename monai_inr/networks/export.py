@@ -6,7 +6,9 @@ modules below from it. Each holds the network's own sub-modules and buffers unde
 exported ``state_dict`` has exactly the network's keys) and re-implements the network's inference ``forward`` in
 TorchScript-compatible code: the output grid is computed from the input's shape and the requested scale at run time,
 so the exported model is right for any input size and any scale, as the eager network is (tested against the eager
-network at sizes and scales other than the export's, ``tests/test_export.py``).
+network at sizes and scales other than the export's, ``tests/test_export.py``). The exports are for inference: their
+``forward`` runs without autograd (the shared modules use in-place activations, which TorchScript's optimised graphs
+refuse under autograd from the second call on), so they return the same values with or without ``torch.no_grad()``.
 
 Tracing (``--use_trace True``) records the output size of the example input as a constant, so a traced ArSSR,
 Dual-ArbNet or ArRFR would silently return the wrong size for any other input; their whole-grid ``forward`` refuses
@@ -113,7 +115,9 @@ def _sample(features: torch.Tensor, coord: torch.Tensor, mode: str) -> torch.Ten
     return out.reshape(b, features.shape[1], k).transpose(1, 2)
 
 
-def _output_shape(in_shape: List[int], output_shape: Optional[List[int]], scale: Union[float, List[float]]) -> List[int]:
+def _output_shape(
+    in_shape: List[int], output_shape: Optional[List[int]], scale: Union[float, List[float]]
+) -> List[int]:
     if output_shape is not None:
         if len(output_shape) != len(in_shape):
             raise ValueError("output_shape must have one size per spatial axis.")
@@ -157,6 +161,17 @@ class ScriptableArSSR(nn.Module):
         return out
 
     def forward(
+        self,
+        image: torch.Tensor,
+        coord: Optional[torch.Tensor] = None,
+        scale: Union[float, List[float]] = 2.0,
+        chunk_size: int = 65536,
+    ) -> torch.Tensor:
+        with torch.no_grad():  # inference export: in-place activations of the shared modules need no autograd
+            out = self._forward(image, coord, scale, chunk_size)
+        return out
+
+    def _forward(
         self,
         image: torch.Tensor,
         coord: Optional[torch.Tensor] = None,
@@ -271,6 +286,17 @@ class ScriptableDualArbNet(nn.Module):
         self.use_reference = bool(net.use_reference)
 
     def forward(
+        self,
+        image: torch.Tensor,
+        reference: Optional[torch.Tensor] = None,
+        output_shape: Optional[List[int]] = None,
+        scale: Union[float, List[float]] = 2.0,
+    ) -> torch.Tensor:
+        with torch.no_grad():  # inference export: in-place activations of the shared modules need no autograd
+            out = self._forward(image, reference, output_shape, scale)
+        return out
+
+    def _forward(
         self,
         image: torch.Tensor,
         reference: Optional[torch.Tensor] = None,
@@ -404,6 +430,19 @@ class ScriptableArRFR(nn.Module):
         self.cell_decode = bool(net.decoder.cell_decode)
 
     def forward(
+        self,
+        image: torch.Tensor,
+        reference: Optional[torch.Tensor] = None,
+        output_shape: Optional[List[int]] = None,
+        scale: Optional[Union[float, List[float]]] = None,
+        coord: Optional[torch.Tensor] = None,
+        cell: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        with torch.no_grad():  # inference export: in-place activations of the shared modules need no autograd
+            out = self._forward(image, reference, output_shape, scale, coord, cell)
+        return out
+
+    def _forward(
         self,
         image: torch.Tensor,
         reference: Optional[torch.Tensor] = None,
@@ -576,6 +615,11 @@ class ScriptableMultiContrastINR(nn.Module):
         raise RuntimeError("the network has neither branches nor a shared encoding.")
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():  # inference export: in-place activations of the shared modules need no autograd
+            out = self._forward(coords)
+        return out
+
+    def _forward(self, coords: torch.Tensor) -> torch.Tensor:
         if coords.dim() < 2 or coords.shape[1] != self.in_features:
             raise ValueError("expected channel-first coordinates (B, in_features, ...).")
         return self.query(coords.movedim(1, -1)).movedim(-1, 1)
@@ -655,6 +699,11 @@ class ScriptableNexusINR(nn.Module):
         return _channel_layer_norm(x) if self.normalize_features else x
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():  # inference export: in-place activations of the shared modules need no autograd
+            out = self._forward(image)
+        return out
+
+    def _forward(self, image: torch.Tensor) -> torch.Tensor:
         ci = self.in_channels
         if image.dim() != 5 or image.shape[1] != 2 * ci:
             raise ValueError("dense input must be (B, 2 * in_channels, D, H, W) (both modalities).")
