@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from monai_inr import coords
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 from monai_inr.networks.nets import ArSSR
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "monailabel"

@@ -4,12 +4,9 @@ import logging
 import numpy as np
 import pytest
 
-<<<<<<< HEAD
-from monai_inr.errors import InputError
-=======
-from monai_inr.io import InputError
 from _bids_helpers import assert_bids_name
->>>>>>> export
+
+from monai_inr.errors import InputError
 from preprocessing import outputs as out
 from preprocessing.pipeline import StepPaths
 

@@ -13,7 +13,7 @@ from monai_inr.coords import fov_affine, spacing_from_affine
 from monai_inr.data import anatomy as A
 from monai_inr.data import phantom as P
 from monai_inr.data import realistic as R
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 
 needs_colin27 = pytest.mark.skipif(
     not A.colin27_available(),

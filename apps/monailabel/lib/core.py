@@ -20,7 +20,8 @@ import torch
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
 from monai_inr.inferers import ImplicitInferer
-from monai_inr.io import InputError, save_nifti
+from monai_inr.errors import InputError
+from monai_inr.io import save_nifti
 from monai_inr.transforms import MinMaxNormalized, RestoreIntensityd
 
 __all__ = ["grid_request", "pre_transforms", "post_transforms", "make_inferer", "load_network", "super_resolve",
