@@ -243,3 +243,24 @@ def test_exports_run_with_autograd_enabled(name):
         assert not got.requires_grad
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
         args = tuple(torch.cat([a, a], dim=-1) for a in args) if "nexus" not in name else args
+
+
+@torch.no_grad()
+def test_export_of_a_checkpoint_that_carries_its_network(tmp_path):
+    """Shipped weights are saved with their network definition in half precision (``save_network_checkpoint``):
+    ``--key_in_ckpt model`` exports them (the README's note)."""
+    from monai_inr.engines import save_network_checkpoint
+
+    overrides = {"bundle_root": str(tmp_path), **TINY["arssr"]}
+    parser = ConfigParser()
+    parser.read_config(_configs("arssr"))
+    parser.update(overrides)
+    torch.manual_seed(0)
+    net = parser.get_parsed_content("network_def", instantiate=True).eval()
+    save_network_checkpoint(net, None, tmp_path / "model.pt")
+    ckpt_export(net_id="network_def", filepath=str(tmp_path / "model.ts"), ckpt_file=str(tmp_path / "model.pt"),
+                meta_file=_meta("arssr"), config_file=_configs("arssr"), key_in_ckpt="model", **overrides)
+    ts = torch.jit.load(str(tmp_path / "model.ts"))
+    net.load_state_dict({k: v.float() for k, v in torch.load(tmp_path / "model.pt", weights_only=True)["model"].items()})
+    x = torch.rand(1, 1, 6, 5, 4)
+    _same(net(x, scale=2.5), ts(x, scale=2.5), (1, 1, 15, 12, 10))
