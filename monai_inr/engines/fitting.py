@@ -28,9 +28,15 @@ from monai_inr.engines.prepare_batch import PrepareBatchCoordinates
 from monai_inr.losses.multi_contrast import MultiContrastMSELoss
 from monai_inr.networks.utils import unwrap_network
 
-__all__ = ["LossPSNR", "FitResult", "fit_pair"]
+__all__ = ["loss_psnr", "LossPSNR", "FitResult", "fit_pair"]
 
 logger = logging.getLogger(__name__)
+
+
+def loss_psnr(loss: float | torch.Tensor, num_contrasts: int = 2) -> float:
+    """``-10 log10(loss / num_contrasts)`` dB (floored at 1e-12): the PSNR of a summed per-contrast MSE on [0, 1]."""
+    v = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+    return -10.0 * math.log10(max(v / int(num_contrasts), 1e-12))
 
 
 class LossPSNR(Average):
@@ -45,8 +51,7 @@ class LossPSNR(Average):
         super().__init__(output_transform=output_transform or (lambda out: out["loss"].detach()), device=device)
 
     def compute(self) -> float:
-        v = float(super().compute())
-        return -10.0 * math.log10(max(v / self.num_contrasts, 1e-12))
+        return loss_psnr(float(super().compute()), self.num_contrasts)
 
 
 # ------------------------------------------------------------------------------------------------------ fit
