@@ -83,11 +83,10 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
 
     from monai_inr.data.coordinates import ContrastPair
     from monai_inr.data.multi_contrast import build_multi_contrast_dataset, load_multi_contrast_datalist
-    from monai_inr.engines.fitting import fit_pair
+    from monai_inr.evaluation.bundle import bundle_config_dir, fit_subject
     from monai_inr.inferers.grid import predict_on_grid, predict_points
     from monai_inr.metrics import psnr
     from monai_inr.metrics.multi_contrast import evaluate_contrast_pair
-    from monai_inr.networks.nets import MultiContrastINR
 
     size = SIZES[spec["size"]]
     datalist = build_multi_contrast_dataset(
@@ -109,8 +108,6 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     gt_sub = [g.ravel()[sub] for g in gt]
     lims = [(float(g.min()), float(g.max())) for g in gt]
 
-    torch.manual_seed(0)
-    net = MultiContrastINR(architecture="split_head", **spec["network"])
     fit = dict(spec["fit"])
     curve: list[dict[str, float]] = []
     clock = {"eval": 0.0, "t0": None}
@@ -119,7 +116,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         t = time.perf_counter()
         if curve and curve[-1]["iteration"] == engine.state.iteration:
             return
-        pred = predict_points(net, pts).numpy()
+        pred = predict_points(engine.network, pts).numpy()
         row = {"epoch": float(engine.state.iteration / engine.state.epoch_length), "iteration": engine.state.iteration}
         for c in range(2):
             lo, hi = pair.intensity_range[c]
@@ -139,11 +136,15 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
             engine.add_event_handler(Events.EPOCH_COMPLETED, evaluate)
             engine.add_event_handler(Events.COMPLETED, evaluate)
 
-    res = fit_pair(
-        net, pair, epochs=fit["epochs"], batch_size=fit["batch_size"], learning_rate=fit["learning_rate"],
-        betas=fit["betas"], eps=fit["eps"], early_stopping=True, mi_points=16384, time_limit=spec.get("time_limit"),
-        extra_handlers=[_Eval()],
-    )
+    # the fit is the bundle's own train.json (split head, Adam + cosine, MI early stopping), with this run's settings
+    overrides = {
+        **spec["network"], "architecture": "split_head", "epochs": fit["epochs"], "batch_size": fit["batch_size"],
+        "learning_rate": fit["learning_rate"], "adam_betas": list(fit["betas"]), "adam_eps": fit["eps"],
+        "early_stopping": True, "mi_points": 16384, "seed": 0, "device": "cpu",
+    }
+    res = fit_subject(str(bundle_config_dir("multi_contrast_inr") / "train.json"), item["contrast1"], item["contrast2"],
+                      overrides, time_limit=spec.get("time_limit"), extra_handlers=[_Eval()])
+    net = res.network
     out: dict[str, Any] = {
         "size": spec["size"],
         "network": spec["name"],

@@ -20,11 +20,13 @@ then rename).
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -53,6 +55,10 @@ __all__ = [
     "output_names",
     "save_nifti",
     "atomic_path",
+    "write_atomic",
+    "write_text_atomic",
+    "write_json_atomic",
+    "json_safe",
 ]
 
 log = logging.getLogger(__name__)
@@ -485,19 +491,78 @@ def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def save_nifti(array: Any, affine: np.ndarray, path: str | os.PathLike, dtype=np.float32) -> Path:
-    """Write a NIfTI file atomically (temporary name, then rename), with sform and qform set to ``affine``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a NIfTI file atomically (:func:`write_atomic`: temporary name, fsync, rename; mode honours the umask),
+    with sform and qform set to ``affine``."""
     if hasattr(array, "detach"):
         array = array.detach().cpu().numpy()
     img = nib.Nifti1Image(np.asarray(array, dtype=dtype), np.asarray(affine, dtype=np.float64))
     img.set_qform(img.affine, code=1)
     img.set_sform(img.affine, code=1)
+    return write_atomic(path, lambda tmp: nib.save(img, str(tmp)))
+
+
+def _honour_umask(path: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # mkstemp creates 0600
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(temporary path)`` and rename the result over ``path`` once complete.
+
+    The temporary name comes from :func:`atomic_path` (unique per process and call, same suffixes, same folder), the
+    file is fsync-ed before :func:`os.replace`, its mode honours the umask, and on any failure it is removed: readers
+    see the old file or the new one, never a half-written one, and concurrent writers never share a temporary name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp, final = atomic_path(path)
     try:
-        nib.save(img, str(tmp))
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        _honour_umask(tmp)
         os.replace(tmp, final)
     finally:
         if tmp.exists():
             tmp.unlink()
     return final
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically (:func:`write_atomic`)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+
+    return write_atomic(path, write)
+
+
+def json_safe(obj: Any) -> Any:
+    """Plain-JSON version of ``obj``: numpy -> python, Path -> str, NaN/Inf -> None (strict JSON has neither)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [json_safe(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return str(obj)
+
+
+def json_text(doc: Any) -> str:
+    """``doc`` as strict, indented JSON text (:func:`json_safe`), ending with a newline."""
+    return json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n"
+
+
+def write_json_atomic(path: str | os.PathLike, doc: Any) -> Path:
+    """Write ``doc`` as strict JSON (:func:`json_text`) to ``path`` atomically (:func:`write_atomic`)."""
+    return write_text_atomic(path, json_text(doc))

@@ -2,17 +2,24 @@
 
 Layout under a derivatives root (``--out``)::
 
-    dataset_description.json                      DatasetType "derivative", GeneratedBy
-    sub-01/anat/sub-01_acq-23Na_rec-nufft_desc-magnitude.nii.gz (+ .json)      reconstruction
-    sub-01/anat/sub-01_acq-23Na_rec-nufft_desc-complex.nii.gz (+ .json)        optional complex image
-    sub-01/anat/sub-01_acq-23Na_res-2p43_desc-upsampled.nii.gz (+ .json)       2x cubic-spline sodium
-    sub-01/anat/sub-01_T2w_space-23Na_desc-preproc.nii.gz (+ .json)            registered T2w
+    dataset_description.json                      DatasetType "derivative", GeneratedBy, DatasetLinks
+    sub-01/anat/sub-01_acq-23Na_rec-nufft_desc-magnitude_TSC.nii.gz (+ .json)  reconstruction
+    sub-01/anat/sub-01_acq-23Na_rec-nufft_desc-complex_TSC.nii.gz (+ .json)    optional complex image
+    sub-01/anat/sub-01_acq-23Na_res-2p43_desc-upsampled_TSC.nii.gz (+ .json)   2x cubic-spline sodium
+    sub-01/anat/sub-01_space-23Na_desc-preproc_T2w.nii.gz (+ .json)            registered T2w
     sub-01/anat/sub-01_from-T2w_to-23Na_mode-image_xfm.mat (+ .json)           ANTs transform (+ RAS matrix)
-    sub-01/anat/sub-01_acq-23Na_desc-pad112.nii.gz, sub-01_T2w_space-23Na_desc-pad112.nii.gz (+ .json)
-    sub-01/slices/sub-01_{acq-23Na,T2w}_plane-<plane>_slice-<nnn>.npy           normalised 2D slices
+    sub-01/anat/sub-01_acq-23Na_desc-pad112_TSC.nii.gz, sub-01_space-23Na_desc-pad112_T2w.nii.gz (+ .json)
+    sub-01/slices/sub-01_acq-23Na_desc-<plane><nnn>_TSC.npy, sub-01_space-23Na_desc-<plane><nnn>_T2w.npy
+                                                                                normalised 2D slices
     sub-01/sub-01_desc-slices_index.json                                        slice list, min/max, lesion flag
     sub-01/figures/sub-01_desc-qc_overlay.png                                   T2w edges over sodium, 3 planes
     sub-01/sub-01_log.txt                                                       per-step log with start/end times
+
+Names follow BIDS: ``sub-<label>``, the other entities in the specification's order, the suffix last
+(:func:`bids_name`). BIDS defines no suffix for sodium images; they take the synthetic brain's ``TSC`` (tissue sodium
+concentration, :mod:`monai_inr.data.phantom`) with ``acq-23Na`` marking the nucleus. ``Sources`` in every sidecar
+lists BIDS URIs (:func:`bids_uri`): ``bids::sub-01/anat/...`` inside this derivative dataset, ``bids:raw:sub-01/...``
+in the raw dataset, whose location ``dataset_description.json`` records under ``DatasetLinks``.
 
 Every step writes into a hidden staging folder and moves its files into place only when all of them are complete;
 existing results are never replaced unless ``overwrite=True``.
@@ -43,6 +50,9 @@ __all__ = [
     "PIPELINE_NAME",
     "subject_label",
     "bids_name",
+    "ENTITY_ORDER",
+    "SODIUM_SUFFIX",
+    "bids_uri",
     "res_label",
     "subject_dir",
     "software_versions",
@@ -69,10 +79,75 @@ def subject_label(subject: str) -> str:
     return s
 
 
+#: BIDS entity order: the specification's entity table (``sub`` ... ``desc``), with the transform entities
+#: ``from``/``to``/``mode`` (fMRIPrep's ``sub-01_from-T1w_to-MNI_mode-image_xfm``) before ``desc``
+ENTITY_ORDER = (
+    "sub", "ses", "sample", "task", "tracksys", "acq", "nuc", "voi", "ce", "trc", "stain", "rec", "dir", "run", "mod",
+    "echo", "flip", "inv", "mt", "part", "proc", "hemi", "space", "split", "recording", "chunk", "seg", "res", "den",
+    "label", "from", "to", "mode", "desc",
+)
+
+#: suffix of the sodium images (BIDS has none for sodium; the synthetic brain's tissue sodium concentration)
+SODIUM_SUFFIX = "TSC"
+
+
 def bids_name(subject: str, *parts: str, ext: str = ".nii.gz", session: str | None = None) -> str:
-    """``bids_name("01", "acq-23Na", "desc-upsampled")`` -> ``sub-01_acq-23Na_desc-upsampled.nii.gz``."""
-    items = [f"sub-{subject_label(subject)}"] + ([f"ses-{session}"] if session else []) + [p for p in parts if p]
-    return "_".join(items) + ext
+    """A BIDS file name: ``sub-<label>``, the ``key-value`` entities of ``parts`` in :data:`ENTITY_ORDER`, and the one
+    part without a ``-`` (the suffix) last, whatever the order of ``parts``.
+
+    ``bids_name("01", "T2w", "space-23Na", "desc-preproc")`` -> ``sub-01_space-23Na_desc-preproc_T2w.nii.gz``.
+
+    Raises:
+        ValueError: no suffix or more than one, an entity that BIDS does not define, an entity given twice, or a label
+            or suffix that is not letters and digits.
+    """
+    entities: dict[str, str] = {"sub": subject_label(subject)}
+    if session:
+        entities["ses"] = str(session)
+    suffixes = []
+    for part in (p for p in parts if p):
+        key, sep, value = str(part).partition("-")
+        if not sep:
+            suffixes.append(key)
+            continue
+        if key not in ENTITY_ORDER:
+            raise ValueError(f"{part!r}: {key!r} is not a BIDS entity ({', '.join(ENTITY_ORDER)}).")
+        if key in entities:
+            raise ValueError(f"the BIDS entity {key!r} is given twice ({entities[key]!r} and {value!r}).")
+        entities[key] = value
+    if len(suffixes) != 1:
+        raise ValueError(f"a BIDS name needs exactly one suffix (a part without '-'), got {suffixes} in {parts}.")
+    for label in [*entities.values(), suffixes[0]]:
+        if not label or not label.isalnum():
+            raise ValueError(f"BIDS labels and suffixes are letters and digits only, got {label!r}.")
+    items = [f"{k}-{entities[k]}" for k in ENTITY_ORDER if k in entities]
+    return "_".join(items + suffixes) + ext
+
+
+def bids_uri(path: str | os.PathLike, root: str | os.PathLike, links: dict[str, str]) -> str:
+    """The BIDS URI of ``path`` as seen from the dataset at ``root``.
+
+    * inside ``root``: ``bids::<path relative to root>``;
+    * inside another BIDS dataset (the folder above the path's ``sub-<label>`` component, e.g. the raw data):
+      ``bids:<name>:<relative path>``, with ``name`` (``raw``, ``raw2``, ...) mapped in ``links`` to that folder,
+      relative to ``root`` (what ``DatasetLinks`` in ``dataset_description.json`` records);
+    * anywhere else: a ``file://`` URI of the absolute path.
+    """
+    p, r = Path(path).absolute(), Path(root).absolute()
+    try:
+        return "bids::" + p.relative_to(r).as_posix()
+    except ValueError:
+        pass
+    parts = p.parts
+    for i in range(1, len(parts)):
+        if parts[i].startswith("sub-"):
+            target = Path(os.path.relpath(Path(*parts[:i]), r)).as_posix()
+            name = next((k for k, v in links.items() if v == target), None)
+            if name is None:
+                name = "raw" if "raw" not in links else f"raw{len(links) + 1}"
+                links[name] = target
+            return f"bids:{name}:{Path(*parts[i:]).as_posix()}"
+    return p.as_uri()
 
 
 def res_label(spacing_mm: Iterable[float]) -> str:
@@ -242,10 +317,19 @@ def step_log(log_path: str | os.PathLike, step: str, level: int = logging.INFO) 
         handler.close()
 
 
-def write_dataset_description(root: str | os.PathLike, stage: Staging | None = None) -> Path:
-    """``dataset_description.json`` of the derivatives root (written once; kept if present)."""
+def write_dataset_description(
+    root: str | os.PathLike, stage: Staging | None = None, links: dict[str, str] | None = None
+) -> Path:
+    """``dataset_description.json`` of the derivatives root (written once, through ``stage`` when given). ``links``
+    (``DatasetLinks`` of the BIDS URIs in the sidecars, :func:`bids_uri`) are added to an existing description that
+    lacks them (an atomic rewrite; nothing else in it changes)."""
     path = Path(root) / "dataset_description.json"
     if path.exists():
+        if links:
+            desc = json.loads(path.read_text())
+            merged = {**desc.get("DatasetLinks", {}), **links}
+            if merged != desc.get("DatasetLinks"):
+                write_json({**desc, "DatasetLinks": merged}, path)
         return path
     desc = {
         "Name": "Sodium MRI preprocessing (NUFFT reconstruction, T2w registration, ArRFR slice dataset)",
@@ -254,6 +338,8 @@ def write_dataset_description(root: str | os.PathLike, stage: Staging | None = N
         "GeneratedBy": [{"Name": PIPELINE_NAME, "Version": software_versions().get("monai-inr", "dev"),
                          "Description": "python -m preprocessing (monai-inr)"}],
     }
+    if links:
+        desc["DatasetLinks"] = dict(links)
     return write_json(desc, stage.path(path) if stage is not None else path)
 
 

@@ -42,11 +42,12 @@ class StepPaths:
         self.sub = out.subject_dir(self.root, self.subject)
         self.anat = self.sub / "anat"
         s = self.subject
-        self.magnitude = self.anat / out.bids_name(s, "acq-23Na", "rec-nufft", "desc-magnitude")
-        self.complex = self.anat / out.bids_name(s, "acq-23Na", "rec-nufft", "desc-complex")
+        na = out.SODIUM_SUFFIX
+        self.magnitude = self.anat / out.bids_name(s, "acq-23Na", "rec-nufft", "desc-magnitude", na)
+        self.complex = self.anat / out.bids_name(s, "acq-23Na", "rec-nufft", "desc-complex", na)
         res = out.res_label(upsampled_spacing) if upsampled_spacing is not None else "2p43"
-        self.upsampled = self.anat / out.bids_name(s, "acq-23Na", f"res-{res}", "desc-upsampled")
-        self.t2w = self.anat / out.bids_name(s, "T2w", "space-23Na", "desc-preproc")
+        self.upsampled = self.anat / out.bids_name(s, "acq-23Na", f"res-{res}", "desc-upsampled", na)
+        self.t2w = self.anat / out.bids_name(s, "space-23Na", "desc-preproc", "T2w")
         self.xfm = self.anat / out.bids_name(s, "from-T2w", "to-23Na", "mode-image", "xfm", ext=".mat")
         self.qc = self.sub / "figures" / out.bids_name(s, "desc-qc", "overlay", ext=".png")
         self.log = self.sub / out.bids_name(s, "log", ext=".txt")
@@ -55,8 +56,8 @@ class StepPaths:
 
     def padded(self, cube: int) -> tuple[Path, Path]:
         s = self.subject
-        return (self.anat / out.bids_name(s, "acq-23Na", f"desc-pad{cube}"),
-                self.anat / out.bids_name(s, "T2w", "space-23Na", f"desc-pad{cube}"))
+        return (self.anat / out.bids_name(s, "acq-23Na", f"desc-pad{cube}", out.SODIUM_SUFFIX),
+                self.anat / out.bids_name(s, "space-23Na", f"desc-pad{cube}", "T2w"))
 
     @staticmethod
     def sidecar(nifti: Path) -> Path:
@@ -79,11 +80,15 @@ class StepPaths:
         return [na, self.sidecar(na), t2, self.sidecar(t2), self.slices, self.index]
 
 
-def _provenance(step: str, inputs: dict[str, Path]) -> dict[str, Any]:
+def _provenance(step: str, inputs: dict[str, Path], root: str | os.PathLike, links: dict[str, str]) -> dict[str, Any]:
+    """Sidecar provenance; ``Sources`` are BIDS URIs seen from the dataset at ``root`` (``links`` collects the
+    ``DatasetLinks`` they need), ``SourceRoles`` names the role of each, ``SourcesSHA256`` their content hashes."""
+    uris = {k: out.bids_uri(v, root, links) for k, v in inputs.items()}
     return {
         "GeneratedBy": {"Name": out.PIPELINE_NAME, "Step": step},
         "SoftwareVersions": out.software_versions(),
-        "Sources": {k: str(v) for k, v in inputs.items()},
+        "Sources": list(uris.values()),
+        "SourceRoles": uris,
         "SourcesSHA256": {k: out.sha256_path(v) for k, v in inputs.items() if Path(v).exists()},
         "DateTime": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
@@ -118,13 +123,14 @@ def run_simulate(
     root = Path(out_root)
     s = out.subject_label(subject)
     sub = out.subject_dir(root, s)
+    na = out.SODIUM_SUFFIX
     paths = {
         "raw": sub / out.bids_name(s, "acq-23Na", "raw", ext=f".{raw_format}"),
         "t2w": (sub / "anat" / out.bids_name(s, "T2w")) if t2w_format == "nifti" else sub / "dicom" / "T2w",
-        "truth_conc": sub / "truth" / out.bids_name(s, "acq-23Na", "space-upsampled", "desc-conctruth"),
-        "truth_conc_native": sub / "truth" / out.bids_name(s, "acq-23Na", "res-native", "desc-conctruth"),
+        "truth_conc": sub / "truth" / out.bids_name(s, "acq-23Na", "space-upsampled", "desc-truth", na),
+        "truth_conc_native": sub / "truth" / out.bids_name(s, "acq-23Na", "res-native", "desc-truth", na),
         "truth_dseg": sub / "truth" / out.bids_name(s, "space-upsampled", "dseg"),
-        "truth_t2w": sub / "truth" / out.bids_name(s, "T2w", "space-upsampled", "desc-truth"),
+        "truth_t2w": sub / "truth" / out.bids_name(s, "space-upsampled", "desc-truth", "T2w"),
         "truth_motion": sub / "truth" / out.bids_name(s, "from-T2w", "to-23Na", "desc-truth", "xfm", ext=".json"),
         "sidecar": sub / out.bids_name(s, "acq-23Na", "sim", ext=".json"),
     }
@@ -171,7 +177,7 @@ def run_simulate(
                             "description": "sodium (fixed) world -> T2w (moving) scanner world, RAS mm; what "
                                            "registration of the T2w onto the sodium must recover",
                             **sim.motion}, stage.path(paths["truth_motion"]))
-            out.write_json({**_provenance("simulate", {}), "Simulation": sim.raw.meta["simulation"],
+            out.write_json({**_provenance("simulate", {}, root, {}), "Simulation": sim.raw.meta["simulation"],
                             "ReconGrid": sim.recon_grid.to_dict(), "Lesion": bool(lesion),
                             "Files": {k: str(v.relative_to(root)) for k, v in paths.items()}},
                            stage.path(paths["sidecar"]))
@@ -230,10 +236,11 @@ def run_reconstruct(
         grid = _recon_grid(raw, shape, spacing_mm)
         res = reconstruct(raw, grid, config)
         units = "mM" if "mM" in str(raw.meta.get("data_units", "")) else "a.u. (scanner scale)"
-        side = {**_provenance("reconstruct", {"raw": Path(raw_path)}), "Units": units,
+        links: dict[str, str] = {}
+        side = {**_provenance("reconstruct", {"raw": Path(raw_path)}, root, links), "Units": units,
                 "Reconstruction": res.info, "Trajectory": raw.meta.get("trajectory", {}), "Nucleus": "23Na"}
         with out.Staging(root, "reconstruct", overwrite) as stage:
-            out.write_dataset_description(root, stage)
+            out.write_dataset_description(root, stage, links)
             _save_with_sidecar(stage, p.magnitude, res.magnitude, grid.affine, {**side, "Content": "magnitude"})
             if save_complex:
                 _save_with_sidecar(stage, p.complex, res.complex_image, grid.affine, {**side, "Content": "complex"},
@@ -284,8 +291,9 @@ def run_register(
         with out.Staging(root, "register", overwrite) as stage:
             res = register_rigid(na_up, up_aff, t2, t2_aff, config, workdir=stage.dir / "ants",
                                  fixed_name=str(sodium_path), moving_name=str(t2w_path))
-            prov = _provenance("register", {"sodium": Path(sodium_path), "t2w": Path(t2w_path)})
-            out.write_dataset_description(root, stage)
+            links: dict[str, str] = {}
+            prov = _provenance("register", {"sodium": Path(sodium_path), "t2w": Path(t2w_path)}, root, links)
+            out.write_dataset_description(root, stage, links)
             _save_with_sidecar(stage, p.upsampled, na_up, up_aff, {
                 **prov, "Content": "sodium magnitude, 2x cubic-spline upsampled (exact sub-grid, clipped at 0)",
                 "Upsampling": {"factor": 2 if upsample else 1, "method": "scipy.ndimage.zoom order 3 grid_mode",
@@ -331,9 +339,11 @@ def run_prepare(
         na_p, aff_p, pad = pad_or_crop(na, na_aff, config.cube)
         t2_p, _, _ = pad_or_crop(t2, t2_aff, config.cube)
         slices, stats = slice_volumes({"sodium": na_p, "t2w": t2_p}, aff_p, config)
-        prov = _provenance("prepare", {"sodium": Path(sodium_path), "t2w": Path(t2w_path)})
+        links: dict[str, str] = {}
+        prov = _provenance("prepare", {"sodium": Path(sodium_path), "t2w": Path(t2w_path)}, root, links)
         na_out, t2_out = p.padded(config.cube)
         with out.Staging(root, "prepare", overwrite) as stage:
+            out.write_dataset_description(root, stage, links)
             common = {**prov, "Padding": pad, "Normalisation": {"mode": config.norm, **stats},
                       "Prepare": asdict(config)}
             _save_with_sidecar(stage, na_out, na_p, aff_p, {**common, "Content": "sodium magnitude, zero-padded"})
@@ -342,9 +352,9 @@ def run_prepare(
             slice_dir.mkdir(parents=True, exist_ok=True)
             entries = []
             for sl in slices:
-                tags = (f"plane-{sl['plane']}", f"slice-{sl['index']:03d}")
-                names = {"sodium": out.bids_name(p.subject, "acq-23Na", *tags, ext=".npy"),
-                         "t2w": out.bids_name(p.subject, "T2w", *tags, ext=".npy")}
+                desc = f"desc-{sl['plane']}{sl['index']:03d}"  # plane and slice index (not BIDS entities)
+                names = {"sodium": out.bids_name(p.subject, "acq-23Na", desc, out.SODIUM_SUFFIX, ext=".npy"),
+                         "t2w": out.bids_name(p.subject, "space-23Na", desc, "T2w", ext=".npy")}
                 for key, name in names.items():
                     np.save(slice_dir / name, sl["arrays"][key].astype(np.float32))
                 entries.append({"sodium": f"slices/{names['sodium']}", "t2w": f"slices/{names['t2w']}",
@@ -387,7 +397,7 @@ def run_all(
         raise InputError(f"{t2_file}: T2w image or DICOM series directory not found.")
     existing = [f for f in p.recon_outputs(save_complex) + p.prepare_outputs(prepare.cube) if f.exists()]
     if p.anat.exists():
-        existing += list(p.anat.glob(out.bids_name(p.subject, "acq-23Na", "res-*", "desc-upsampled*")))
+        existing += list(p.anat.glob(f"sub-{p.subject}_acq-23Na_res-*_desc-upsampled_{out.SODIUM_SUFFIX}.*"))
     existing += [f for f in (p.t2w, p.xfm, p.qc) if f.exists()]
     out.ensure_absent(existing, overwrite, root, "run")
     result = run_reconstruct(raw_path, root, subject, recon, shape, spacing_mm, save_complex, overwrite)

@@ -71,18 +71,41 @@ def test_encoder_module_and_errors():
         ArSSR(encoder="vit")
 
 
-@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_torchscript_export_round_trip(tmp_path):
-    """ckpt_export path: monai convert_to_torchscript with tracing (the coordinate grid is data-dependent Python, so
-    scripting is not used); the traced module reproduces forward(image) for the traced shape."""
+    """ckpt_export path: monai convert_to_torchscript in script mode; the scripted module reproduces forward(image)
+    at another input size and scale than the verification's. Tracing is refused (it would freeze the output size)."""
     from monai.networks.utils import convert_to_torchscript
 
     net = small_net()
     img = torch.rand(1, 1, 5, 6, 4)
     path = tmp_path / "model.ts"
-    convert_to_torchscript(net, filename_or_obj=str(path), use_trace=True, inputs=[img], verify=True, rtol=1e-5,
-                           atol=1e-6)
+    convert_to_torchscript(net, filename_or_obj=str(path), inputs=[img], verify=True, rtol=1e-5, atol=1e-6)
     loaded = torch.jit.load(str(path))
+    other = torch.rand(1, 1, 7, 4, 6)
     with torch.no_grad():
         torch.testing.assert_close(loaded(img), net(img))
-        assert loaded(img).shape == (1, 1, 10, 12, 8)
+        torch.testing.assert_close(loaded(other, scale=2.5), net(other, scale=2.5), rtol=1e-5, atol=1e-6)
+        assert loaded(other, scale=2.5).shape == (1, 1, 18, 10, 15)
+    with pytest.raises(RuntimeError, match="script mode"):
+        convert_to_torchscript(net, use_trace=True, inputs=[img])
+
+
+def test_input_skip_adds_the_trilinear_input_and_keeps_the_paper_default():
+    torch.manual_seed(0)
+    assert ArSSR("RDN", encoder_kwargs=SMALL).input_skip is False
+    net = ArSSR("RDN", input_skip=True, encoder_kwargs=SMALL, feature_channels=12, decoder_hidden=16).eval()
+    image = torch.rand(1, 1, 5, 6, 7)
+    coord = torch.rand(1, 40, 3) * 2 - 1
+    with torch.no_grad():
+        features = net.encode(image)
+        assert features.shape[1] == net.feature_channels + 1
+        for p in net.decoder.parameters():  # no detail decoded: the output is the interpolated input, ReLU'd
+            p.zero_()
+        out = net(image, coord)
+    expected = coords.sample_features(image, coord, mode="bilinear", padding_mode="border")
+    torch.testing.assert_close(out, expected.clamp_min(0), atol=1e-6, rtol=1e-6)
+    # the whole-grid path keeps the cell-centred output shape
+    with torch.no_grad():
+        assert net(image, scale=2.0).shape == (1, 1, 10, 12, 14)
+    with pytest.raises(ValueError, match="out_channels == in_channels"):
+        ArSSR("RDN", in_channels=2, out_channels=1, input_skip=True, encoder_kwargs=SMALL)

@@ -47,7 +47,7 @@ def test_missing_package_gives_the_skip_message(monkeypatch):
 
 
 def test_evaluation_records_nan_and_a_note_without_the_package(monkeypatch):
-    from monai_inr.engines.arrfr_evaluation import ArRFREvaluationStep
+    from monai_inr.evaluation.arrfr import ArRFREvaluationStep
 
     monkeypatch.setitem(sys.modules, "brisque", None)
     monkeypatch.setattr(bq, "_MODEL", {})

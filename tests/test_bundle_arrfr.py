@@ -338,12 +338,15 @@ def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
     ts = tmp_path / "model.ts"
     ckpt_export(
         net_id="network_def", filepath=str(ts), ckpt_file=str(root / "models" / "model.pt"), meta_file=META,
-        config_file=[INFER, QUICK], bundle_root=str(root), use_trace=True, input_shape=[1, 2, 16, 16], **net_overrides,
+        config_file=[INFER, QUICK], bundle_root=str(root), **net_overrides,  # script mode, as the model zoo runs it
     )
     net = torch.jit.load(str(ts))
     x = torch.rand(1, 2, 16, 16)
     assert net(x).shape == (1, 1, 32, 32)
     assert torch.allclose(net(x), _net(root)(x), atol=1e-5)
+    y = torch.rand(1, 2, 12, 10)
+    assert net(y, scale=2.5).shape == (1, 1, 30, 25)
+    assert torch.allclose(net(y, scale=2.5), _net(root)(y, scale=2.5), atol=1e-5)
 
 
 @pytest.mark.slow

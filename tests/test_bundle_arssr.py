@@ -207,11 +207,11 @@ def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
     ts = tmp_path / "model.ts"
     ckpt_export(
         net_id="network_def", filepath=str(ts), ckpt_file=str(root / "models" / "model.pt"), meta_file=META,
-        config_file=[INFER, QUICK], bundle_root=str(root), use_trace=True, input_shape=[1, 1, 8, 8, 8], **net_overrides,
+        config_file=[INFER, QUICK], bundle_root=str(root), **net_overrides,  # script mode, as the model zoo runs it
     )
     net = torch.jit.load(str(ts))
-    out = net(torch.rand(1, 1, 8, 8, 8))
-    assert out.shape == (1, 1, 16, 16, 16)
+    assert net(torch.rand(1, 1, 8, 8, 8)).shape == (1, 1, 16, 16, 16)
+    assert net(torch.rand(1, 1, 6, 5, 4), scale=[2.0, 3.0, 1.5]).shape == (1, 1, 12, 15, 6)
 
 
 @pytest.mark.slow

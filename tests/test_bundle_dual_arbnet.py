@@ -251,13 +251,16 @@ def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
                       **net_overrides)
     ts = tmp_path / "model.ts"
     ckpt_export(net_id="network_def", filepath=str(ts), ckpt_file=str(root / "models" / "model.pt"), meta_file=META,
-                config_file=[INFER, QUICK], bundle_root=str(root), use_trace=True, input_shape=[1, 1, 8, 8],
-                **net_overrides)
+                config_file=[INFER, QUICK], bundle_root=str(root), **net_overrides)  # script mode, as the zoo runs it
     net = torch.jit.load(str(ts))
     x = torch.rand(1, 1, 8, 8)
     out = net(x)
     assert out.shape == (1, 1, 16, 16)
     assert torch.allclose(out, _net(root)(x), atol=1e-5)
+    y = torch.rand(1, 1, 10, 6)
+    out = net(y, scale=2.5)
+    assert out.shape == (1, 1, 25, 15)
+    assert torch.allclose(out, _net(root)(y, scale=2.5), atol=1e-5)
 
 
 @pytest.mark.slow

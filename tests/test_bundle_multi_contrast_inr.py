@@ -105,7 +105,8 @@ def test_evaluation_writes_metrics_for_every_method(trained):
     kw = {k: v for k, v in overrides.items() if k not in ("contrast1", "contrast2")}
     wf = ConfigWorkflow(
         config_file=[TRAIN, EVALUATE, QUICK], meta_file=META, logging_file=LOGGING, workflow_type="eval",
-        **{**kw, **TINY_DATA, "eval_dataset_dir": str(data_dir), "output_dir": str(out)},
+        **{**kw, **TINY_DATA, "eval_dataset_dir": str(data_dir), "output_dir": str(out),
+           "eval_fit_overrides": {k: v for k, v in kw.items() if k != "bundle_root"}},
     )
     wf.initialize()
     wf.run()
@@ -258,7 +259,7 @@ def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
     ts = tmp_path / "model.ts"
     ckpt_export(
         net_id="network_def", filepath=str(ts), ckpt_file=str(root / "models" / "model.pt"), meta_file=META,
-        config_file=[INFER, QUICK], bundle_root=str(root), use_trace=True, input_shape=[1, 3, 8], **net,
+        config_file=[INFER, QUICK], bundle_root=str(root), **net,  # script mode, as the model zoo runs it
     )
     exported = torch.jit.load(str(ts))
     x = torch.rand(1, 3, 5) * 2 - 1

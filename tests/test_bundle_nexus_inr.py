@@ -240,7 +240,7 @@ def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
     ts = tmp_path / "model.ts"
     ckpt_export(
         net_id="network_def", filepath=str(ts), ckpt_file=str(root / "models" / "model.pt"), meta_file=META,
-        config_file=[INFER, QUICK], bundle_root=str(root), use_trace=True, input_shape=[1, 2, 8, 8, 8], **net_overrides,
+        config_file=[INFER, QUICK], bundle_root=str(root), **net_overrides,  # script mode, as the model zoo runs it
     )
     exported = torch.jit.load(str(ts))
     x = torch.randn(1, 2, 8, 8, 8)

@@ -164,3 +164,20 @@ def test_subject_fit_writes_the_model_only_when_the_run_completes(tmp_path):
     TrainingCheckpoint(tmp_path, net, validator=None).attach(engine2)
     engine2.run([0, 1], max_epochs=2)
     assert (tmp_path / "model.pt").is_file()
+
+
+def test_training_time_limit_stops_at_an_interval_epoch():
+    from ignite.engine import Engine
+
+    from monai_inr.engines.checkpoint import TrainingTimeLimit
+
+    engine = Engine(lambda e, b: None)
+    TrainingTimeLimit(max_minutes=1e-9, interval=3).attach(engine)
+    engine.run([0, 1], max_epochs=10)
+    assert engine.state.epoch == 3  # stops at the first epoch that is a multiple of the interval
+    engine = Engine(lambda e, b: None)
+    TrainingTimeLimit(max_minutes=None, interval=3).attach(engine)
+    engine.run([0, 1], max_epochs=4)
+    assert engine.state.epoch == 4
+    with pytest.raises(ValueError, match="max_minutes"):
+        TrainingTimeLimit(max_minutes=0)

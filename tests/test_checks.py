@@ -75,3 +75,54 @@ def test_paired_file_lists_broadcasts_one_reference_and_refuses_mismatches():
         paired_file_lists("a.nii.gz", " ", "sodium", "T2w")
     with pytest.raises(InputError, match="3 target images but 2 reference images; give one reference per target"):
         paired_file_lists(["a", "b", "c"], ["r", "s"])
+
+
+def test_checkpoint_that_carries_its_network(tmp_path):
+    from monai_inr.engines.checks import network_from_checkpoint, save_network_checkpoint
+    from monai_inr.networks.nets import ArSSR
+
+    net_def = {
+        "_target_": "monai_inr.networks.nets.ArSSR",
+        "feature_channels": 6,
+        "decoder_hidden": 8,
+        "input_skip": True,
+        "encoder_kwargs": {"num_blocks": 1, "num_layers": 1, "features": 4, "growth": 4},
+    }
+    torch.manual_seed(0)
+    trained = ArSSR(**{k: v for k, v in net_def.items() if k != "_target_"})
+    path = save_network_checkpoint(net_def, trained.state_dict(), tmp_path / "model.pt")
+    stored = torch.load(path, weights_only=True)
+    assert stored["network_def"] == net_def and stored["model"]["decoder.stage1.0.weight"].dtype == torch.float16
+    default = ArSSR()  # the paper network of inference.json: replaced by the checkpoint's own
+    built = network_from_checkpoint(default, path)
+    assert built is not default and built.input_skip and built.feature_channels == 6
+    w = built.state_dict()["decoder.stage1.0.weight"]
+    assert w.dtype == torch.float32
+    torch.testing.assert_close(w, trained.state_dict()["decoder.stage1.0.weight"].half().float())
+    assert network_from_checkpoint(default, None) is default
+    # a plain state dict still loads into the given network
+    torch.save(trained.state_dict(), tmp_path / "plain.pt")
+    same = ArSSR(**{k: v for k, v in net_def.items() if k != "_target_"})
+    assert network_from_checkpoint(same, tmp_path / "plain.pt") is same
+    # a checkpoint may not name arbitrary constructors, and non-finite weights are refused
+    torch.save({"network_def": {"_target_": "os.system", "command": "true"}, "model": {}}, tmp_path / "evil.pt")
+    with pytest.raises(InputError, match="must name a constructor in monai_inr.networks.nets"):
+        network_from_checkpoint(default, tmp_path / "evil.pt")
+    bad = trained.state_dict()
+    bad["decoder.stage1.0.weight"] = bad["decoder.stage1.0.weight"] * float("nan")
+    save_network_checkpoint(net_def, bad, tmp_path / "nan.pt")
+    with pytest.raises(InputError, match="non-finite weights"):
+        network_from_checkpoint(default, tmp_path / "nan.pt")
+
+
+def test_network_knows_its_definition(tmp_path):
+    from monai_inr.engines.checks import network_from_checkpoint, save_network_checkpoint
+    from monai_inr.networks.nets import ArSSR
+
+    net = ArSSR(feature_channels=6, decoder_hidden=8, encoder_kwargs={"num_blocks": 1, "num_layers": 1,
+                                                                     "features": 4, "growth": 4}, input_skip=True)
+    save_network_checkpoint(net, None, tmp_path / "m.pt", dtype=None)
+    rebuilt = network_from_checkpoint(ArSSR(), tmp_path / "m.pt")
+    assert rebuilt.config == net.config
+    for (k, a), b in zip(net.state_dict().items(), rebuilt.state_dict().values()):
+        assert torch.equal(a, b), k

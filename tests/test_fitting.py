@@ -1,6 +1,7 @@
 """Subject-specific fitting: geometry of the shared frame, samples, loss, batching, inference grid, bad input."""
 
 import math
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -11,9 +12,9 @@ from monai_inr import coords
 from monai_inr.coords import SharedFrame
 from monai_inr.data.coordinates import ContrastPair, CoordinateDataset, ShuffledBatchSampler
 from monai_inr.engines.checks import check_fitted_geometry
-from monai_inr.engines.fitting import fit_pair
 from monai_inr.engines.prepare_batch import PrepareBatchTargetSpacing
 from monai_inr.errors import InputError, find_input_error
+from monai_inr.evaluation.bundle import fit_subject
 from monai_inr.inferers.grid import MultiContrastGridInferer, predict_on_grid
 from monai_inr.io import output_names
 from monai_inr.losses.multi_contrast import MultiContrastMSELoss
@@ -22,6 +23,7 @@ from monai_inr.transforms import ThickSliceAcquisition, resize_cell_centred
 from monai_inr.transforms.functional import resample_to_grid
 from monai_inr.transforms.io import SaveContrastsd
 
+MC_TRAIN = str(Path(__file__).resolve().parents[1] / "bundles/multi_contrast_inr/configs/train.json")
 SMALL = {"encoding_kwargs": {"num_frequencies": 8}, "trunk_width": 16, "trunk_layers": 2, "head_width": 8}
 
 
@@ -179,13 +181,14 @@ def test_resample_matches_cell_centred_resize():
 
 def test_fit_predict_infer_and_save(pair_files, tmp_path):
     _, f1, f2, hr, a = pair_files
-    pair = ContrastPair(f1, f2)
-    torch.manual_seed(0)
-    net = MultiContrastINR(**SMALL)
-    res = fit_pair(net, pair, epochs=3, batch_size=256, learning_rate=3e-3, mi_points=400, mi_min_epochs=1,
-                   mi_min_delta=0.0)
-    assert res.epochs == 3 and len(res.loss_history) == 3 and len(res.mi_history) == 3
-    assert res.loss_history[-1] < res.loss_history[0]
+    # the fit is the bundle's train.json run through ConfigWorkflow
+    res = fit_subject(MC_TRAIN, f1, f2, {**SMALL, "epochs": 3, "batch_size": 256, "learning_rate": 3e-3,
+                                         "mi_points": 400, "mi_min_epochs": 1, "mi_min_delta": 0.0, "device": "cpu"})
+    net, pair = res.network, res.subject
+    assert isinstance(net, MultiContrastINR) and isinstance(pair, ContrastPair)
+    psnr = [m["train_psnr"] for m in res.metrics]  # -10 log10(mean epoch loss / 2): rises as the loss falls
+    assert res.epochs == 3 and len(psnr) == 3 and len(res.mi_history) == 3
+    assert psnr[-1] > psnr[0]
     torch.testing.assert_close(net.frame_affine, torch.as_tensor(pair.frame.affine))
     # grid prediction == query at the world positions of the grid's voxel centres
     shape, aff = pair.output_grid(2.0)

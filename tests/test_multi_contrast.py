@@ -9,10 +9,10 @@ import torch
 from ignite.engine import Engine
 from monai.data import MetaTensor
 
-from monai_inr.engines import PrepareBatchReference, ReferenceSRMetrics, reference_eval_items, validate_target_reference
+from monai_inr.engines import PrepareBatchReference, validate_target_reference
 from monai_inr.engines.checks import load_ablation_checkpoint
-from monai_inr.engines.multi_contrast import foreground_slices, format_results_table
 from monai_inr.errors import InputError
+from monai_inr.evaluation import ReferenceSRMetrics, foreground_slices, format_results_table, reference_eval_items
 from monai_inr.inferers import SliceWiseInferer
 from monai_inr.networks import DualArbNet
 

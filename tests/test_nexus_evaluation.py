@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 from monai_inr.data.nexus import build_nexus_dataset
-from monai_inr.engines.nexus_evaluation import (
+from monai_inr.evaluation.nexus import (
     HR_ROW,
     ArSSRMethod,
     InterpolationMethod,
@@ -132,7 +132,7 @@ def test_arssr_baseline_is_trained_with_the_bundle_once_and_reused(datalist, tes
 
 
 def test_arssr_validation_interval_always_reaches_the_last_epoch():
-    from monai_inr.engines.nexus_evaluation import _last_epoch_interval
+    from monai_inr.evaluation.nexus import _last_epoch_interval
 
     assert _last_epoch_interval(30, 20) == 15
     assert _last_epoch_interval(120, 20) == 20

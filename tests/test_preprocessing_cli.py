@@ -11,6 +11,8 @@ from preprocessing.grid import ReconGrid
 from preprocessing.rawdata import read_raw
 from preprocessing.rigid import rigid_errors
 
+from _bids_helpers import assert_bids_name
+
 pytestmark = pytest.mark.xdist_group("preprocessing")  # shares the phantom/ANTs caches
 
 
@@ -30,16 +32,16 @@ def chain(tmp_path_factory):
 def test_run_writes_every_output_with_sidecars(chain):
     raw_dir, der, raw, _ = chain
     anat = der / "sub-01" / "anat"
-    mag = anat / "sub-01_acq-23Na_rec-nufft_desc-magnitude.nii.gz"
+    mag = anat / "sub-01_acq-23Na_rec-nufft_desc-magnitude_TSC.nii.gz"
     img = nib.load(mag)
     grid = ReconGrid.from_dict(read_raw(raw).meta["grid"])
     assert img.shape == (24, 24, 24) and np.allclose(img.affine, grid.affine, atol=1e-4)
-    assert nib.load(anat / "sub-01_acq-23Na_rec-nufft_desc-complex.nii.gz").get_data_dtype() == np.complex64
-    side = json.loads((anat / "sub-01_acq-23Na_rec-nufft_desc-magnitude.json").read_text())
+    assert nib.load(anat / "sub-01_acq-23Na_rec-nufft_desc-complex_TSC.nii.gz").get_data_dtype() == np.complex64
+    side = json.loads((anat / "sub-01_acq-23Na_rec-nufft_desc-magnitude_TSC.json").read_text())
     assert side["Units"] == "mM" and side["Reconstruction"]["dcf_used"] == "shells"
     assert "pynufft" in side["SoftwareVersions"] and len(side["SourcesSHA256"]["raw"]) == 64
-    up = nib.load(anat / "sub-01_acq-23Na_res-4p50_desc-upsampled.nii.gz")
-    t2 = nib.load(anat / "sub-01_T2w_space-23Na_desc-preproc.nii.gz")
+    up = nib.load(anat / "sub-01_acq-23Na_res-4p50_desc-upsampled_TSC.nii.gz")
+    t2 = nib.load(anat / "sub-01_space-23Na_desc-preproc_T2w.nii.gz")
     assert up.shape == t2.shape == (48, 48, 48) and np.allclose(up.affine, t2.affine)
     assert (anat / "sub-01_from-T2w_to-23Na_mode-image_xfm.mat").exists()
     assert (der / "sub-01" / "figures" / "sub-01_desc-qc_overlay.png").stat().st_size > 1000
@@ -48,6 +50,20 @@ def test_run_writes_every_output_with_sidecars(chain):
     for step in ("reconstruct", "register", "prepare"):
         assert f"START {step}" in log and f"END {step}" in log
     assert not list(der.rglob(".staging-*")) and not list(der.rglob("*.partial*"))
+    # BIDS: every written name parses with the suffix last (nilearn's parser) and its entities in BIDS order
+    written = sorted(f for f in (der / "sub-01").rglob("sub-01_*") if f.suffix != ".npy") + \
+        sorted((der / "sub-01" / "slices").glob("*.npy"))[:4]
+    assert len(written) > 15
+    for f in written:
+        assert_bids_name(f)
+    # Sources are BIDS URIs: the raw data through DatasetLinks, earlier derivatives of this dataset with bids::
+    links = json.loads((der / "dataset_description.json").read_text())["DatasetLinks"]
+    assert (der / links["raw"]).resolve() == raw_dir.resolve()
+    assert side["Sources"] == ["bids:raw:sub-01/sub-01_acq-23Na_raw.h5"]
+    reg = json.loads((anat / "sub-01_space-23Na_desc-preproc_T2w.json").read_text())
+    assert reg["Sources"] == ["bids::sub-01/anat/sub-01_acq-23Na_rec-nufft_desc-magnitude_TSC.nii.gz",
+                              "bids:raw:sub-01/dicom/T2w"]
+    assert reg["SourceRoles"]["t2w"] == "bids:raw:sub-01/dicom/T2w"
 
 
 def test_registration_through_dicom_recovers_the_simulated_motion(chain):
@@ -69,7 +85,7 @@ def test_prepared_slices_and_datalist(chain):
     s = np.load(der / "sub-01" / index["slices"][56]["sodium"])
     assert s.shape == (112, 112) and s.dtype == np.float32 and 0 <= s.min() and s.max() <= 1
     assert index["Normalisation"]["sodium"]["max"] > 0
-    padded = nib.load(der / "sub-01" / "anat" / "sub-01_acq-23Na_desc-pad112.nii.gz")
+    padded = nib.load(der / "sub-01" / "anat" / "sub-01_acq-23Na_desc-pad112_TSC.nii.gz")
     assert padded.shape == (112, 112, 112)
     assert main(["datalist", "--root", str(der)]) == 0
     dl = json.loads((der / "datalist.json").read_text())
@@ -79,7 +95,7 @@ def test_prepared_slices_and_datalist(chain):
 
 def test_existing_results_are_not_overwritten(chain, capsys):
     _, der, raw, dicom = chain
-    mag = der / "sub-01" / "anat" / "sub-01_acq-23Na_rec-nufft_desc-magnitude.nii.gz"
+    mag = der / "sub-01" / "anat" / "sub-01_acq-23Na_rec-nufft_desc-magnitude_TSC.nii.gz"
     before = mag.stat().st_mtime_ns
     code = main(["run", "--raw", str(raw), "--t2w", str(dicom), "--out", str(der), "--subject", "01"])
     err = capsys.readouterr().err
@@ -88,7 +104,7 @@ def test_existing_results_are_not_overwritten(chain, capsys):
     assert mag.stat().st_mtime_ns == before
     assert main(["reconstruct", "--raw", str(raw), "--out", str(der), "--subject", "01", "--overwrite",
                  "--filter", "hamming", "--backend", "pynufft"]) == 0
-    side = json.loads((der / "sub-01" / "anat" / "sub-01_acq-23Na_rec-nufft_desc-magnitude.json").read_text())
+    side = json.loads((der / "sub-01" / "anat" / "sub-01_acq-23Na_rec-nufft_desc-magnitude_TSC.json").read_text())
     assert side["Reconstruction"]["config"]["window"] == "hamming"
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from monai_inr.data.nexus import build_nexus_dataset
-from monai_inr.engines.segmentation import (
+from monai_inr.evaluation.segmentation import (
     build_segmentation_network,
     load_segmentation_item,
     load_segmentation_network,

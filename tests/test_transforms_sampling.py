@@ -13,6 +13,7 @@ from monai.utils import set_determinism
 
 from monai_inr import coords
 from monai_inr.transforms import (
+    DEGRADATION_KEY,
     DEGRADATION_SCALE_KEY,
     FullGridCoordinatesd,
     RandCoordinateSampled,
@@ -213,3 +214,60 @@ def test_full_grid_coordinates():
     torch.testing.assert_close(out["hr_coord"], coords.normalized_grid((4, 3, 5)))
     torch.testing.assert_close(out["hr_values"].reshape(4, 3, 5, 2), img.as_tensor().permute(1, 2, 3, 0))
     assert out["hr_cell"].shape == (60, 3)
+
+
+class _AreaDegradation:
+    """Stand-in physical acquisition: block mean to the exact LR size (records what it was called with)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, hr, scale, reference=None):
+        self.calls.append((tuple(hr.shape), scale, reference))
+        lr_size = tuple(round(n / s) for n, s in zip(hr.shape[1:], scale))
+        return torch.nn.functional.adaptive_avg_pool3d(hr[None], lr_size)[0] + (reference or 0.0)
+
+
+def test_patch_pair_physical_degradation_and_supervise_margin():
+    shape = (40, 36, 44)
+    data = {"image": MetaTensor(torch.from_numpy(index_volume(shape)), affine=torch.from_numpy(oblique_affine())),
+            "wm": 7.0}
+    deg = _AreaDegradation()
+    t = RandScalePatchPairSampled(
+        "image", lr_patch_size=(8, 8, 8), scale_range=(2.0, 3.0), scale_step=0.5, isotropic=False, num_coords=50,
+        degradation=deg, degradation_prob=1.0, reference_key="wm", supervise_margin=2,
+    ).set_random_state(3)
+    for _ in range(4):
+        out = t(data)
+        hr_shape, scale, ref = deg.calls[-1]
+        hr_size = hr_shape[1:]
+        assert ref == 7.0 and scale == tuple(float(n) / 8 for n in hr_size)
+        assert out["image"].shape == (1, 8, 8, 8) and "physical(" in str(out["image"].meta[DEGRADATION_KEY])
+        assert torch.equal(out["scale"], torch.tensor(scale, dtype=torch.float32))
+        # supervised voxels lie inside the LR patch less 2 LR voxels per face, and carry their exact HR values
+        c = out["coord"].double()
+        assert bool((c.abs() <= 1 - 2 * 2 / 8 + 1e-6).all())
+        idx = torch.round((c + 1) / 2 * torch.tensor(hr_size, dtype=torch.float64) - 0.5).long()
+        start = np.unravel_index(int(out["label"][0, 0]), shape)  # recover the crop from one voxel's index value
+        first = np.array(start) - idx[0].numpy()
+        expected = index_volume(shape)[0][tuple((idx.numpy() + first).T)]
+        np.testing.assert_array_equal(out["label"][:, 0].numpy(), expected)
+        torch.testing.assert_close(out["cell"][0], 2.0 / torch.tensor(hr_size, dtype=torch.float32))
+    # probability 0 keeps the spline path; bad arguments fail at construction
+    deg.calls.clear()
+    RandScalePatchPairSampled("image", lr_patch_size=(8, 8, 8), num_coords=50, degradation=deg, degradation_prob=0.0)(data)
+    assert deg.calls == []
+    with pytest.raises(ValueError, match="supervise_margin"):
+        RandScalePatchPairSampled("image", lr_patch_size=(8, 8, 8), supervise_margin=4)
+    with pytest.raises(ValueError, match="degradation_prob"):
+        RandScalePatchPairSampled("image", lr_patch_size=(8, 8, 8), degradation=deg, degradation_prob=1.5)
+
+
+def test_patch_pair_isotropic_probability_mixes_isotropic_and_anisotropic_scales():
+    data = {"image": MetaTensor(torch.rand(1, 50, 50, 50), affine=torch.eye(4))}
+    t = RandScalePatchPairSampled("image", lr_patch_size=(6, 6, 6), scale_range=(1.5, 4.0), scale_step=0.1,
+                                  isotropic=0.5, num_coords=20).set_random_state(0)
+    iso = [len(set(t(data)["scale"].tolist())) == 1 for _ in range(60)]
+    assert 15 < sum(iso) < 45  # about half isotropic; per-axis draws are rarely all equal
+    with pytest.raises(ValueError, match="isotropic"):
+        RandScalePatchPairSampled("image", lr_patch_size=(6, 6, 6), isotropic=1.5)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,7 +25,7 @@ import numpy as np
 
 from monai_inr.data.datalist import current_datalist
 from monai_inr.errors import InputError
-from monai_inr.io import save_nifti
+from monai_inr.io import save_nifti, write_text_atomic
 from monai_inr.transforms import ThickSliceAcquisition
 
 __all__ = ["build_multi_contrast_dataset", "load_multi_contrast_datalist", "input_pair", "ORIENTATION_AXES"]
@@ -120,11 +119,7 @@ def build_multi_contrast_dataset(
             f"{orientations[0]} (contrast 1) and {orientations[1]} (contrast 2)",
         },
     }
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".datalist.", suffix=".json.partial")  # unique: DDP ranks may race
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(doc, indent=2))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(doc, indent=2))  # unique temporary name: DDP ranks may race
     return path
 
 

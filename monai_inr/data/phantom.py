@@ -88,6 +88,8 @@ __all__ = [
     "SEQUENCES",
     "Subject",
     "TissueProperties",
+    "Anatomy",
+    "anatomy_from_fractions",
     "load_template",
     "make_subject",
     "write_subject",
@@ -275,13 +277,97 @@ def sodium_signal(images: dict[str, np.ndarray], t_ms: float) -> np.ndarray:
 TEMPLATE_SHAPE = (197, 233, 189)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Template:
-    affine: np.ndarray  # the full template grid (defines the output field of view)
+@dataclasses.dataclass(frozen=True, eq=False)
+class Anatomy:
+    """The anatomy subjects are built from: CSF/GM/WM fractions on a grid, plus the field of view of the outputs.
+
+    The default is the MNI152 2009a template (:func:`load_template`); :mod:`monai_inr.data.anatomy` builds one from
+    a real individual brain (Colin27, or any T1w) and its hemisphere-mirrored halves.
+    """
+
+    affine: np.ndarray  # the full source grid (defines the output field of view)
     shape: tuple[int, int, int]
-    fractions: np.ndarray  # (3, X, Y, Z) float32: csf, gm, wm at 1 mm, cropped to the head (zero outside)
+    fractions: np.ndarray  # (3, X, Y, Z) float32: csf, gm, wm, cropped to the head (zero outside)
     fractions_affine: np.ndarray  # voxel -> world of the cropped arrays
     lesion_centres: np.ndarray  # (M, 3) world mm: deep supratentorial white matter
+    name: str = "mni152"
+    description: str = "ICBM152 2009a nonlinear symmetric (nilearn bundled, 1 mm)"
+    meta: dict = dataclasses.field(default_factory=dict)
+    _prefilter_cache: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """Voxel size (mm) of the source grid (:attr:`affine`)."""
+        return spacing_from_affine(self.affine)
+
+    def grid_shape(self, spacing: float | Sequence[float]) -> tuple[int, int, int]:
+        """Output shape for ``spacing`` mm over this anatomy's field of view: ``round(N * native / spacing)``."""
+        sp = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
+        return tuple(max(1, int(math.floor(n * a / s + 0.5 + 1e-6))) for n, a, s in zip(self.shape, self.spacing, sp))
+
+    def prefiltered(self, spacing_vox: tuple[float, float, float]) -> torch.Tensor:
+        """Fractions box-averaged to the output voxel size (in fraction voxels), as a (1, 3, X, Y, Z) tensor."""
+        key = tuple(round(float(v), 6) for v in spacing_vox)
+        hit = self._prefilter_cache.get(key)
+        if hit is None:
+            f = self.fractions
+            for axis, width in enumerate(key):
+                w = _box_weights(width)
+                if w.size > 1:
+                    f = ndi.correlate1d(f, w, axis=axis + 1, mode="constant", cval=0.0)
+            hit = torch.from_numpy(np.ascontiguousarray(f))[None]
+            self._prefilter_cache.clear()  # one entry: the arrays can be large (0.5 mm anatomies)
+            self._prefilter_cache[key] = hit
+        return hit
+
+
+_Template = Anatomy  # the former private name
+
+
+def lesion_centres(wm: np.ndarray, brain: np.ndarray, affine: np.ndarray, step: int = 2) -> np.ndarray:
+    """Candidate lesion centres (world mm): white matter >= 0.9, >= 15 mm inside ``brain``, MNI z >= -5 mm (above
+    the tentorium for brains in MNI-like space), on a ``step``-voxel sub-grid."""
+    sp = spacing_from_affine(affine)
+    step = max(1, int(step))
+    sub = (slice(None, None, step),) * 3
+    depth = ndi.distance_transform_edt(brain[sub], sampling=step * sp)
+    ijk = np.argwhere((wm[sub] >= 0.9) & (depth >= 15.0)) * step
+    xyz = ijk @ affine[:3, :3].T + affine[:3, 3]
+    return xyz[xyz[:, 2] >= -5.0]
+
+
+def anatomy_from_fractions(fractions: np.ndarray, fractions_affine: np.ndarray, *, affine: np.ndarray | None = None,
+                           shape: Sequence[int] | None = None, name: str = "custom", description: str = "",
+                           meta: dict | None = None, margin_mm: float = 3.0) -> Anatomy:
+    """An :class:`Anatomy` from ``(3, X, Y, Z)`` CSF/GM/WM fractions (any extra-cerebral CSF included).
+
+    The arrays are cropped to their non-zero box plus ``margin_mm``; ``affine``/``shape`` give the output field of
+    view (default: the fractions' own grid). Lesion centres come from :func:`lesion_centres` with the brain
+    ``GM + WM >= 0.5`` (holes filled).
+    """
+    fractions = np.asarray(fractions, dtype=np.float32)
+    if fractions.ndim != 4 or fractions.shape[0] != 3:
+        raise InputError(f"tissue fractions must be (3, X, Y, Z) CSF/GM/WM maps, got shape {fractions.shape}.")
+    fractions_affine = np.asarray(fractions_affine, dtype=np.float64)
+    full_shape = tuple(int(n) for n in fractions.shape[1:])
+    affine = fractions_affine.copy() if affine is None else np.asarray(affine, dtype=np.float64)
+    shape = full_shape if shape is None else tuple(int(n) for n in shape)
+    occupied = fractions.sum(axis=0) > 1e-3
+    if not occupied.any():
+        raise InputError(f"the tissue fractions of anatomy {name!r} are empty.")
+    sp = spacing_from_affine(fractions_affine)
+    box = tuple(slice(max(0, int(i.min()) - int(math.ceil(margin_mm / s))),
+                      min(n, int(i.max()) + int(math.ceil(margin_mm / s)) + 1))
+                for i, n, s in zip(np.nonzero(occupied), full_shape, sp))
+    del occupied
+    cropped = np.ascontiguousarray(fractions[(slice(None), *box)])
+    crop_affine = fractions_affine.copy()
+    crop_affine[:3, 3] = fractions_affine[:3, 3] + fractions_affine[:3, :3] @ np.array([b.start for b in box], float)
+    brain = ndi.binary_fill_holes((cropped[1] + cropped[2]) >= 0.5)
+    step = max(1, int(round(2.0 / float(sp.min()))))
+    centres = lesion_centres(cropped[2], brain, crop_affine, step=step)
+    return Anatomy(affine, shape, cropped, crop_affine, centres, name=name, description=description,
+                   meta=dict(meta or {}))
 
 
 def _read_template() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -330,11 +416,8 @@ def load_template() -> _Template:
     fractions = np.stack([csf, gm, wm]).astype(np.float32)
     # lesion centres: white matter >= 0.9, >= 15 mm inside the brain, above the tentorium (MNI z >= -5 mm); on a 2 mm
     # sub-grid (plenty of candidates)
-    depth = ndi.distance_transform_edt(brain[::2, ::2, ::2], sampling=2.0 * spacing_from_affine(affine))
-    ijk = np.argwhere((wm[::2, ::2, ::2] >= 0.9) & (depth >= 15.0)) * 2
-    xyz = ijk @ crop_affine[:3, :3].T + crop_affine[:3, 3]
-    centres = xyz[xyz[:, 2] >= -5.0]
-    return _Template(affine, TEMPLATE_SHAPE, fractions, crop_affine, centres)
+    centres = lesion_centres(wm, brain, crop_affine, step=2)
+    return Anatomy(affine, TEMPLATE_SHAPE, fractions, crop_affine, centres)
 
 
 def _box_weights(width: float) -> np.ndarray:
@@ -348,19 +431,16 @@ def _box_weights(width: float) -> np.ndarray:
     return (w / w.sum()).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=2)
 def _prefiltered(spacing_vox: tuple[float, float, float]) -> torch.Tensor:
     """Template fractions box-averaged to the output voxel size (in template voxels), as a (1, 3, X, Y, Z) tensor."""
-    f = load_template().fractions
-    for axis, width in enumerate(spacing_vox):
-        w = _box_weights(width)
-        if w.size > 1:
-            f = ndi.correlate1d(f, w, axis=axis + 1, mode="constant", cval=0.0)
-    return torch.from_numpy(np.ascontiguousarray(f))[None]
+    return load_template().prefiltered(spacing_vox)
 
 
-def grid_shape(spacing: float | Sequence[float]) -> tuple[int, int, int]:
-    """Output shape for ``spacing`` mm: ``round(N / spacing)`` (halves up) over the 197 x 233 x 189 template FOV."""
+def grid_shape(spacing: float | Sequence[float], anatomy: Anatomy | None = None) -> tuple[int, int, int]:
+    """Output shape for ``spacing`` mm: ``round(N / spacing)`` (halves up) over the 197 x 233 x 189 template FOV
+    (or over ``anatomy``'s field of view, ``round(N * native spacing / spacing)``)."""
+    if anatomy is not None:
+        return anatomy.grid_shape(spacing)
     sp = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
     return tuple(int(math.floor(n / s + 0.5)) for n, s in zip(TEMPLATE_SHAPE, sp))
 
@@ -536,6 +616,7 @@ def make_subject(
     deformation_mm: float = 2.5,
     bias_strength: float = 0.1,
     keep_fractions: bool = False,
+    anatomy: Anatomy | None = None,
 ) -> Subject:
     """One synthetic subject, identical for identical arguments.
 
@@ -550,10 +631,15 @@ def make_subject(
         deformation_mm: RMS of the smooth random displacement field.
         bias_strength: RMS of the log receive-bias field of the structural contrasts (0 disables it).
         keep_fractions: also return the tissue fraction maps in :attr:`Subject.fractions`.
+        anatomy: the :class:`Anatomy` to build from (default the MNI152 template, :func:`load_template`); e.g.
+            :func:`monai_inr.data.anatomy.colin27_anatomy` (a real individual brain) or one of its hemisphere halves.
+            The output grid covers the anatomy's field of view (``spacing`` as above, relative to its voxel size).
     """
     seed, spacing, keys = _check_args(seed, spacing, contrasts)
-    tpl = load_template()
-    shape = grid_shape(spacing)
+    tpl = load_template() if anatomy is None else anatomy
+    if not isinstance(tpl, Anatomy):
+        raise InputError(f"anatomy must be a monai_inr.data.phantom.Anatomy, got {type(anatomy).__name__}.")
+    shape = tpl.grid_shape(spacing)
     affine = fov_affine(tpl.affine, tpl.shape, shape)
     out_spacing = spacing_from_affine(affine)
     rng_pose, rng_deform, rng_tissue, rng_bias, rng_lesion = (
@@ -598,7 +684,7 @@ def make_subject(
         lesion_meta, lesion_fracs = _lesion(rng_lesion, tpl, vox, g, float(out_spacing.mean()), max_disp, necrosis)
 
     # --- tissue fractions: one trilinear interpolation of the area-averaged template ---
-    source = _prefiltered(tuple(float(s) for s in out_spacing / spacing_from_affine(tpl.fractions_affine)))
+    source = tpl.prefiltered(tuple(float(s) for s in out_spacing / spacing_from_affine(tpl.fractions_affine)))
     n_vox = int(np.prod(shape))
     # normalised template coordinates in (i, j, k) order; same as coords.voxel_to_normalized, computed per component
     norm = np.empty((n_vox, 3), dtype=np.float32)
@@ -654,7 +740,8 @@ def make_subject(
     meta = {
         "generator": "monai_inr.data.phantom",
         "version": PHANTOM_VERSION,
-        "template": "ICBM152 2009a nonlinear symmetric (nilearn bundled, 1 mm)",
+        "template": tpl.description,
+        "anatomy": {"name": tpl.name, **tpl.meta},
         "seed": seed,
         "requested_spacing": spacing,
         "spacing": [float(s) for s in out_spacing],

@@ -3,12 +3,13 @@
 from .checks import (
     as_file_list,
     load_checkpoint,
+    network_from_checkpoint,
+    save_network_checkpoint,
     validate_headers,
     validate_inputs,
     validate_scale,
     validate_target_reference,
 )
-from .evaluation import BASELINE_ORDERS, SuperResolutionMetrics, with_scales
 from .prepare_batch import (
     PrepareBatchCoordinates,
     PrepareBatchNexus,
@@ -18,6 +19,4 @@ from .prepare_batch import (
     PrepareBatchTargetSpacing,
 )
 from .curriculum import CurriculumState, CurRandomCurriculum
-from .multi_contrast import ReferenceSRMetrics, reference_eval_items
 from .early_stopping import MIEarlyStopping
-from .fitting import fit_pair

@@ -42,6 +42,7 @@ __all__ = [
     "non_finite_tensors",
     "TrainingCheckpoint",
     "NonFiniteLossGuard",
+    "TrainingTimeLimit",
 ]
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,38 @@ class NonFiniteLossGuard:
                 f"{value}; check the training images for NaN/Inf or constant volumes, or lower the learning rate "
                 f"(the last good model, if any, is kept)."
             )
+
+
+class TrainingTimeLimit:
+    """Stop training cleanly once ``max_minutes`` of wall time have passed, at the end of an epoch that is a multiple
+    of ``interval`` (attach after :class:`TrainingCheckpoint` with the same interval, so the state just saved is the
+    one a resumed run continues from). ``max_minutes=None`` never stops.
+
+    A training budget in time rather than epochs keeps a CPU profile within its stated budget on a busy machine.
+    """
+
+    def __init__(self, max_minutes: float | None, interval: int = 1) -> None:
+        if max_minutes is not None and not (math.isfinite(float(max_minutes)) and float(max_minutes) > 0):
+            raise ValueError(f"TrainingTimeLimit: max_minutes must be positive, got {max_minutes}.")
+        self.max_seconds = None if max_minutes is None else 60.0 * float(max_minutes)
+        self.interval = max(1, int(interval))
+        self._start: float | None = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
+
+    def _started(self, engine: Engine) -> None:
+        self._start = time.perf_counter()
+
+    def __call__(self, engine: Engine) -> None:
+        if self.max_seconds is None or self._start is None:
+            return
+        elapsed = time.perf_counter() - self._start
+        if elapsed >= self.max_seconds:
+            logger.info("training time limit of %.1f min reached at epoch %d (%.1f min); stopping",
+                        self.max_seconds / 60.0, engine.state.epoch, elapsed / 60.0)
+            engine.terminate()
 
 
 class TrainingCheckpoint:

@@ -1,4 +1,4 @@
-"""The one evaluation protocol used by every bundle (each bundle's ``docs/README.md``, "Evaluation").
+"""The one evaluation protocol used by every bundle's ``evaluate.json`` (see each bundle's ``docs/README.md``).
 
 1. :func:`normalize_to_reference` maps the ground truth (GT) and every prediction with the **GT's** affine intensity
    map to [0, 1] (GT min/max, or GT percentiles, optionally inside a mask), then clips to [0, 1]. A prediction is never
@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from monai_inr.io import json_text, write_text_atomic
 
 from .image_quality import _check_data_range, as_numpy, psnr, slicewise, ssim
 
@@ -40,6 +40,7 @@ __all__ = [
     "reference_intensity_map",
     "apply_intensity_map",
     "normalize_to_reference",
+    "reference_foreground",
     "evaluate_pair",
     "summarize",
     "write_metrics",
@@ -154,6 +155,18 @@ def normalize_to_reference(
     out = [apply_intensity_map(a, lo, hi, clip=True) for a in arrays]
     out.append(apply_intensity_map(ref, lo, hi, clip=clip_reference))
     return tuple(out)
+
+
+def reference_foreground(reference: Any, threshold: float = 0.05) -> np.ndarray:
+    """The foreground mask used when no mask is given: reference voxels above ``min + threshold * (max - min)``.
+
+    Args:
+        reference: ground-truth image.
+        threshold: fraction of the reference's intensity span.
+    """
+    ref = as_numpy(reference, "reference")
+    lo, hi = float(ref.min()), float(ref.max())
+    return ref > lo + float(threshold) * (hi - lo)
 
 
 def evaluate_pair(
@@ -323,25 +336,6 @@ def summarize(
     return out
 
 
-def _json_safe(obj: Any) -> Any:
-    """Plain-JSON version of ``obj``: numpy -> python, Path -> str, NaN/Inf -> None (strict JSON has neither)."""
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_json_safe(v) for v in obj.tolist()]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if obj is None or isinstance(obj, (str, int, bool)):
-        return obj
-    return str(obj)
-
-
 def _fmt(mean: float, sd: float, n: int, n_group: int, decimals: int) -> str:
     if n == 0:
         return "nan"
@@ -357,23 +351,6 @@ def _scale_token(v: Any) -> str:
     else:
         tok = str(v)
     return re.sub(r"[^A-Za-z0-9.+-]", "_", tok)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _sorted_table_keys(values: Iterable[Any]) -> list[Any]:
@@ -432,7 +409,7 @@ def write_metrics(
     texts: dict[Path, str] = {}
     out_dir = Path(output_dir)
     json_path = out_dir / f"{prefix}.json"
-    texts[json_path] = json.dumps(_json_safe(doc), indent=2, allow_nan=False) + "\n"
+    texts[json_path] = json_text(doc)
 
     row_keys = [g for g in group_by if g != "scale"]
     header = row_keys + ["n"] + keys
@@ -463,5 +440,5 @@ def write_metrics(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for path, text in texts.items():  # everything is rendered before the first file is touched
-        _atomic_write_text(path, text)
+        write_text_atomic(path, text)
     return {"json": json_path, "csv": csv_paths}

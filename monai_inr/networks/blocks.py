@@ -55,13 +55,18 @@ class ResidualDenseBlock(nn.Module):
         self.features, self.growth, self.padding = int(features), int(growth), kernel_size // 2
         self.receptive_radius = num_layers * (kernel_size // 2)
 
-    def _conv_sum(self, inputs: list[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor | None, padding: int):
-        conv = F.conv3d if self.spatial_dims == 3 else F.conv2d
+    def _conv_sum(
+        self, inputs: list[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor | None, padding: int
+    ) -> torch.Tensor:
         out = torch.zeros(0)
         start = 0
         for i, x in enumerate(inputs):
             c = x.shape[1]
-            part = conv(x, weight[:, start : start + c], bias if i == 0 else None, 1, padding)
+            b = bias if i == 0 else None
+            if self.spatial_dims == 3:  # explicit branches: TorchScript cannot hold a builtin in a variable
+                part = F.conv3d(x, weight[:, start : start + c], b, 1, padding)
+            else:
+                part = F.conv2d(x, weight[:, start : start + c], b, 1, padding)
             out = part if i == 0 else out.add_(part)
             start += c
         return out
@@ -121,8 +126,8 @@ class ResidualBlock(nn.Module):
 __all__ += ["ChannelAttention", "SpatialAttention", "CBAM", "Sine", "SineLayer"]
 
 
-def _pool_dims(x: torch.Tensor) -> tuple[int, ...]:
-    return tuple(range(2, x.ndim))
+def _pool_dims(x: torch.Tensor) -> list[int]:
+    return list(range(2, x.dim()))
 
 
 class ChannelAttention(nn.Module):

@@ -81,12 +81,20 @@ class ArSSRDecoder(nn.Module):
         self.workspace_channels = 3 * in_features + 2 * hidden
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.use_fused and self._can_fuse(x):
-            try:
-                return self._fused_forward(x)
-            except RuntimeError:  # e.g. a CPU without oneDNN support for this dtype: never try again
-                _FUSED["available"] = False
+        # TorchScript skips the `not is_scripting()` branch at compile time (the fused path is eager-only)
+        if not torch.jit.is_scripting():
+            if self.use_fused and self._can_fuse(x):
+                out = self._fused_or_none(x)
+                if out is not None:
+                    return out
         return self.stage2(x + self.stage1(x))
+
+    def _fused_or_none(self, x: torch.Tensor) -> torch.Tensor | None:
+        try:
+            return self._fused_forward(x)
+        except RuntimeError:  # e.g. a CPU without oneDNN support for this dtype: never try again
+            _FUSED["available"] = False
+            return None
 
     def _can_fuse(self, x: torch.Tensor) -> bool:
         return (

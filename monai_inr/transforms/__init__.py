@@ -6,6 +6,11 @@ and return MetaTensors whose affine describes the new grid; dictionary variants 
 """
 
 from .degradation import (
+    PhysicalAcquisition,
+    PhysicalAcquisitiond,
+    RandRicianNoiseSNR,
+    RandRicianNoiseSNRd,
+    white_matter_reference,
     CubicDownsample,
     CubicDownsampled,
     KSpaceCrop,
@@ -59,9 +64,25 @@ from .io import (
     SaveVolumed,
     output_path_for,
 )
-from .utils import DEGRADATION_KEY, DEGRADATION_SCALE_KEY, grid_affine, translate_affine
+from .utils import (
+    DEGRADATION_KEY,
+    DEGRADATION_SCALE_KEY,
+    NOISE_REFERENCE_KEY,
+    NOISE_SIGMA_KEY,
+    SNR_KEY,
+    grid_affine,
+    translate_affine,
+)
 
 __all__ = [
+    "PhysicalAcquisition",
+    "PhysicalAcquisitiond",
+    "RandRicianNoiseSNR",
+    "RandRicianNoiseSNRd",
+    "white_matter_reference",
+    "NOISE_SIGMA_KEY",
+    "SNR_KEY",
+    "NOISE_REFERENCE_KEY",
     "CubicDownsample",
     "CubicDownsampled",
     "KSpaceCrop",
@@ -147,3 +168,7 @@ __all__ += ["MODALITIES", "NexusZScored", "RandNexusPatchd", "slice_factors_of",
 from .pretext import PRETRAINING_TASKS, PretextLabeld
 
 __all__ += ["PRETRAINING_TASKS", "PretextLabeld"]
+
+from .acquisition import RandPhysicalAcquisition, WhiteMatterLeveld
+
+__all__ += ["RandPhysicalAcquisition", "WhiteMatterLeveld"]

@@ -16,12 +16,14 @@ first voxel centre moves by ``(f - 1) / 2`` input voxels, ``f = N_in / N_out``.
 
 from __future__ import annotations
 
+import math
 from typing import Hashable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
 from monai.config import DtypeLike, KeysCollection
-from monai.transforms import MapTransform, Transform
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, Randomizable, Transform
 from monai.transforms import RandRicianNoise as _MonaiRandRicianNoise
 from monai.transforms import RandRicianNoised as _MonaiRandRicianNoised
 from monai.utils import TransformBackends, ensure_tuple_rep
@@ -29,6 +31,9 @@ from monai.utils import TransformBackends, ensure_tuple_rep
 from monai_inr import coords
 from monai_inr.transforms import functional as Fn
 from monai_inr.transforms.utils import (
+    NOISE_REFERENCE_KEY,
+    NOISE_SIGMA_KEY,
+    SNR_KEY,
     _describe,
     as_affine,
     downsampling_factors,
@@ -49,6 +54,11 @@ __all__ = [
     "RandRicianNoised",
     "StrideDecimation",
     "StrideDecimationd",
+    "white_matter_reference",
+    "RandRicianNoiseSNR",
+    "RandRicianNoiseSNRd",
+    "PhysicalAcquisition",
+    "PhysicalAcquisitiond",
 ]
 
 
@@ -353,8 +363,11 @@ class ThickSliceAcquisition(Transform):
         factor: slice spacing in HR voxels, ``>= 1``.
         profile: ``"box"``, ``"gaussian"`` or ``"none"``.
         thickness: profile width (box width or Gaussian FWHM) in HR voxels; default the slice spacing ``N / M``
-            (contiguous slices without gap).
+            minus the gap (contiguous slices when ``gap=0``).
         order: spline order for ``profile="none"``.
+        gap: gap between consecutive slices as a fraction of the slice spacing, in ``[0, 1)`` (clinical "slice
+            spacing = thickness + gap"): the profile width is ``(1 - gap) N / M``. Only without an explicit
+            ``thickness``.
     """
 
     backend = [TransformBackends.NUMPY]
@@ -366,8 +379,13 @@ class ThickSliceAcquisition(Transform):
         profile: Literal["box", "gaussian", "none"] = "box",
         thickness: float | None = None,
         order: int = 3,
+        gap: float = 0.0,
     ) -> None:
         validate_downsampling_scale(factor, 1, name="factor")
+        if not (np.isfinite(gap) and 0.0 <= float(gap) < 1.0):
+            raise ValueError(f"ThickSliceAcquisition: gap must be a fraction of the slice spacing in [0, 1), got {gap}.")
+        if thickness is not None and gap:
+            raise ValueError("ThickSliceAcquisition: give either thickness or gap, not both.")
         if profile not in ("box", "gaussian", "none"):
             raise ValueError(f"ThickSliceAcquisition: profile must be 'box', 'gaussian' or 'none', got {profile!r}.")
         if thickness is not None and not (np.isfinite(thickness) and thickness > 0):
@@ -377,6 +395,7 @@ class ThickSliceAcquisition(Transform):
         self.profile = profile
         self.thickness = thickness
         self.order = int(order)
+        self.gap = float(gap)
 
     def output_geometry(self, spatial_shape: Sequence[int], affine) -> tuple[tuple[int, ...], np.ndarray]:
         """LR shape and affine for an HR grid of ``spatial_shape`` with ``affine``."""
@@ -390,9 +409,13 @@ class ThickSliceAcquisition(Transform):
         spatial = tuple(t.shape[1:])
         (ax,) = _spatial_axes(self.axis, len(spatial), "ThickSliceAcquisition")
         shape, out_affine = self.output_geometry(spatial, a)
-        out = Fn.thick_slice(t, ax, shape[ax], profile=self.profile, thickness=self.thickness, order=self.order)
+        thickness = self.thickness
+        if thickness is None and self.gap:
+            thickness = spatial[ax] / shape[ax] * (1.0 - self.gap)
+        out = Fn.thick_slice(t, ax, shape[ax], profile=self.profile, thickness=thickness, order=self.order)
         f = downsampling_factors(spatial, shape)
-        return wrap_output(t, out, out_affine, f, f"thick_slice_{self.profile}(axis={ax},{f[ax]:g})")
+        gap = f",gap={self.gap:g}" if self.gap else ""
+        return wrap_output(t, out, out_affine, f, f"thick_slice_{self.profile}(axis={ax},{f[ax]:g}{gap})")
 
 
 class ThickSliceAcquisitiond(MapTransform):
@@ -408,10 +431,11 @@ class ThickSliceAcquisitiond(MapTransform):
         profile: Literal["box", "gaussian", "none"] = "box",
         thickness: float | None = None,
         order: int = 3,
+        gap: float = 0.0,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.acquire = ThickSliceAcquisition(axis, factor, profile, thickness, order)
+        self.acquire = ThickSliceAcquisition(axis, factor, profile, thickness, order, gap)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
@@ -583,4 +607,376 @@ class StrideDecimationd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.decimate(d[key])
+        return d
+
+
+# ---------------------------------------------------------------------------------------- noise at a requested SNR
+
+
+def _plain(x) -> torch.Tensor:
+    x = x.as_tensor() if hasattr(x, "as_tensor") else x
+    return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach()
+
+
+def _spatial_like(x, data: torch.Tensor, what: str) -> torch.Tensor:
+    """``x`` (a label or mask, with or without channel axes) as a spatial array matching ``data`` ``(C, *spatial)``."""
+    t = _plain(x)
+    while t.ndim > data.ndim - 1 and t.shape[0] == 1:
+        t = t[0]
+    if tuple(t.shape) != tuple(data.shape[1:]):
+        raise ValueError(f"white_matter_reference: the {what} has shape {tuple(t.shape)}, the image "
+                         f"{tuple(data.shape[1:])}.")
+    return t.to(data.device)
+
+
+def white_matter_reference(image, mask=None, label=None, wm_label: int = 3, quantile: float = 0.8) -> float:
+    """The signal level an SNR refers to: the mean of ``image`` over the white matter.
+
+    With ``label`` (a tissue label map, white matter = ``wm_label``; the realistic and phantom data use 3): the mean
+    over those voxels (all channels). Otherwise a robust estimate for a T1w brain: the ``quantile`` of the voxels in
+    ``mask`` (or above 10 % of the maximum); white matter is the brightest and largest class of a T1w brain (about
+    40 % of it), so its 80th percentile lies inside the white matter. For other contrasts pass a label map.
+    """
+    data = _plain(image).float()
+    if data.ndim < 2:
+        raise ValueError(f"white_matter_reference: expected a channel-first image, got shape {tuple(data.shape)}.")
+    if label is not None:
+        sel = _spatial_like(label, data, "label") == wm_label
+        if not sel.any():
+            raise ValueError(f"white_matter_reference: the label map holds no white matter (label {wm_label}).")
+        return float(data[:, sel].mean())
+    flat = data.reshape(-1)
+    if mask is not None:
+        flat = flat[(_spatial_like(mask, data, "mask") > 0)[None].expand_as(data).reshape(-1)]
+    else:
+        flat = flat[flat > 0.1 * float(flat.max())]
+    if flat.numel() == 0:
+        raise ValueError("white_matter_reference: no foreground voxels.")
+    return float(torch.quantile(flat[:: max(1, flat.numel() // 1_000_000)], quantile))
+
+
+def _as_snr_range(snr) -> tuple[float, float] | None:
+    if snr is None:
+        return None
+    lo, hi = (float(snr), float(snr)) if np.ndim(snr) == 0 else (float(snr[0]), float(snr[1]))
+    if not (0 < lo <= hi and np.isfinite(hi)):
+        raise ValueError(f"snr must be a positive number or a range 0 < low <= high, got {snr}.")
+    return lo, hi
+
+
+def _record_noise(out, sigma: float | None, snr: float | None, reference: float | None):
+    if isinstance(out, MetaTensor):
+        out.meta[NOISE_SIGMA_KEY] = 0.0 if sigma is None else float(sigma)
+        out.meta[SNR_KEY] = float("inf") if snr is None else float(snr)
+        out.meta[NOISE_REFERENCE_KEY] = float("nan") if reference is None else float(reference)
+    return out
+
+
+def _store_noise(d: dict, key, last: Mapping) -> None:
+    sigma, snr, ref = last.get("sigma"), last.get("snr"), last.get("reference")
+    d[f"{key}_{NOISE_SIGMA_KEY}"] = torch.tensor(0.0 if sigma is None else sigma, dtype=torch.float32)
+    d[f"{key}_{SNR_KEY}"] = torch.tensor(float("inf") if snr is None else snr, dtype=torch.float32)
+    d[f"{key}_{NOISE_REFERENCE_KEY}"] = torch.tensor(float("nan") if ref is None else ref, dtype=torch.float32)
+
+
+class RandRicianNoiseSNR(Randomizable, Transform):
+    """Rician noise at a requested SNR: ``|x + n1 + i n2|``, ``n1, n2 ~ N(0, sigma)``, ``sigma = reference / SNR``.
+
+    ``reference`` is the white-matter mean of the image (:func:`white_matter_reference`: from a label map, else a
+    robust brain percentile), so the SNR is the one an MR physicist measures in white matter. The SNR is drawn per call
+    uniformly in ``log`` (or linearly, ``log_uniform=False``) from ``snr_range`` (default 10-40, the range of clinical
+    3T structural scans), or fixed with ``snr=20``.
+
+    Call ``t(img, reference=None, mask=None, label=None, snr=None)``; the result is a MetaTensor (the input's
+    metadata plus :data:`~monai_inr.transforms.utils.NOISE_SIGMA_KEY`, :data:`SNR_KEY` and
+    :data:`NOISE_REFERENCE_KEY`); ``self.last`` holds the same numbers. Inputs are not modified. The noise draw uses
+    ``self.R`` (``set_random_state`` makes it deterministic).
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, snr_range: float | Sequence[float] = (10.0, 40.0), prob: float = 1.0, log_uniform: bool = True,
+                 wm_label: int = 3, quantile: float = 0.8) -> None:
+        self.snr_range = _as_snr_range(snr_range)
+        if not 0.0 <= float(prob) <= 1.0:
+            raise ValueError(f"RandRicianNoiseSNR: prob must be in [0, 1], got {prob}.")
+        self.prob = float(prob)
+        self.log_uniform = bool(log_uniform)
+        self.wm_label = int(wm_label)
+        self.quantile = float(quantile)
+        self.last: dict = {}
+        self._snr: float | None = None
+
+    def randomize(self, data=None) -> None:
+        self._snr = None
+        if self.snr_range is None or self.R.rand() >= self.prob:
+            return
+        lo, hi = self.snr_range
+        u = self.R.uniform(0.0, 1.0)
+        self._snr = float(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))) if self.log_uniform \
+            else float(lo + u * (hi - lo))
+
+    def __call__(self, img, reference: float | None = None, mask=None, label=None, snr: float | None = None,
+                 randomize: bool = True):
+        t, a = prepare_image(img, None)
+        if randomize:
+            self.randomize()
+        snr = self._snr if snr is None else float(snr)
+        data = (t.as_tensor() if hasattr(t, "as_tensor") else t).float()
+        if snr is None:
+            self.last = {"snr": None, "sigma": None, "reference": reference}
+            return _record_noise(wrap_output(t, data.clone(), a), None, None, reference)
+        ref = float(reference) if reference is not None else white_matter_reference(
+            data, mask, label, self.wm_label, self.quantile)
+        sigma = max(ref, 1e-12) / snr
+        g = torch.from_numpy(self.R.standard_normal((2, *data.shape)).astype(np.float32)).to(data.device)
+        out = torch.sqrt((data + sigma * g[0]) ** 2 + (sigma * g[1]) ** 2)
+        self.last = {"snr": snr, "sigma": sigma, "reference": ref}
+        return _record_noise(wrap_output(t, out, a, description=f"rician_snr({snr:.3g})"), sigma, snr, ref)
+
+
+class RandRicianNoiseSNRd(Randomizable, MapTransform):
+    """Dictionary-based :class:`RandRicianNoiseSNR`; one SNR draw per item (shared by the keys), independent noise.
+
+    The white-matter reference of each key comes from ``d[reference_key]`` when given, else from ``d[label_key]``
+    (white matter = ``wm_label``), else from a robust percentile inside ``d[mask_key]``. Writes
+    ``d[f"{key}_noise_sigma"]``, ``d[f"{key}_snr"]`` and ``d[f"{key}_noise_reference"]`` (suffixes from
+    :mod:`monai_inr.transforms.utils`).
+    """
+
+    backend = RandRicianNoiseSNR.backend
+
+    def __init__(self, keys: KeysCollection, snr_range: float | Sequence[float] = (10.0, 40.0), prob: float = 1.0,
+                 log_uniform: bool = True, label_key: str | None = None, mask_key: str | None = None,
+                 reference_key: str | None = None, wm_label: int = 3, quantile: float = 0.8,
+                 allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        self.noise = RandRicianNoiseSNR(snr_range, prob, log_uniform, wm_label, quantile)
+        self.label_key, self.mask_key, self.reference_key = label_key, mask_key, reference_key
+
+    def set_random_state(self, seed=None, state=None):
+        super().set_random_state(seed, state)
+        self.noise.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data=None) -> None:
+        self.noise.randomize()
+
+    def __call__(self, data):
+        d = dict(data)
+        self.randomize()
+        for key in self.key_iterator(d):
+            ref = _item_reference(d, self.reference_key)
+            d[key] = self.noise(d[key], reference=ref, mask=d.get(self.mask_key) if self.mask_key else None,
+                                label=d.get(self.label_key) if self.label_key else None, randomize=False)
+            _store_noise(d, key, self.noise.last)
+        return d
+
+
+def _item_reference(d: Mapping, reference_key: str | None) -> float | None:
+    if reference_key is None or reference_key not in d:
+        return None
+    v = d[reference_key]
+    return float(v.detach().cpu().reshape(-1)[0]) if isinstance(v, torch.Tensor) else float(np.asarray(v).reshape(-1)[0])
+
+
+# ------------------------------------------------------------------------------------------ physical acquisition
+
+
+def _smooth_phase(rng: np.random.RandomState, shape: Sequence[int], amplitude: float, n_basis: int = 3) -> np.ndarray:
+    """A smooth random phase map (radians): a random global phase plus a low-order cosine field of RMS ``amplitude``
+    over the FOV (B0 / coil phase of a real acquisition)."""
+    nd = len(shape)
+    coef = rng.standard_normal((n_basis,) * nd)
+    coef.flat[0] = 0.0
+    bases = [np.cos(np.pi * ((np.arange(n) + 0.5) / n)[:, None] * np.arange(n_basis)[None, :]) for n in shape]
+    field = coef
+    for axis in range(nd):  # contract the leading coefficient axis, append the spatial axis: separable evaluation
+        field = np.tensordot(field, bases[axis].astype(np.float32 if axis == nd - 1 else np.float64), axes=([0], [1]))
+    rms = float(np.sqrt((field**2).mean())) or 1.0
+    return (rng.uniform(-np.pi, np.pi) + amplitude * field / rms).astype(np.float32)
+
+
+def _profile_along(z: torch.Tensor, axis: int, n_out: int, profile: str, thickness: float | None) -> torch.Tensor:
+    """Slice-profile integration of a (complex) tensor ``(C, *spatial)`` along spatial ``axis`` into ``n_out``."""
+    n_in = z.shape[1 + axis]
+    mat = torch.from_numpy(Fn.slice_profile_matrix(n_in, int(n_out), profile, thickness)).to(z.device)
+    mat = mat.to(z.dtype if z.is_complex() else torch.float64)
+    moved = torch.movedim(z, 1 + axis, -1)
+    return torch.movedim(moved @ mat.T.to(moved.dtype), -1, 1 + axis)
+
+
+class PhysicalAcquisition(Randomizable, Transform):
+    """A physical MR acquisition of an HR image onto the LR grid of ``scale`` (complex signal, magnitude output).
+
+    Steps, in the order a scanner applies them:
+
+    1. optional smooth random phase (``random_phase`` radians RMS plus a random global phase): the object's complex
+       signal;
+    2. through-plane slice profile along ``slice_axis`` (2D multi-slice acquisition; ``"box"`` or ``"gaussian"``,
+       FWHM = slice thickness = slice spacing ``x (1 - slice_gap)``), onto ``round(N / s)`` cell-centred slices;
+    3. in-plane k-space truncation of the complex signal on the other axes (every axis for a 3D acquisition,
+       ``slice_axis=None``): the central ``round(N / s)`` samples, amplitude-corrected
+       (:func:`~monai_inr.transforms.functional.kspace_crop`, cell-centred alignment);
+    4. complex Gaussian noise, ``sigma = reference / SNR`` per channel (reference = white-matter mean,
+       :func:`white_matter_reference`, measured on the HR input unless given; the SNR fixed or drawn in ``snr``);
+    5. magnitude (Rician statistics).
+
+    The output grid covers the HR field of view (:func:`monai_inr.coords.fov_affine`), like the other degradations:
+    shape ``round(N / s)``, affine and :data:`DEGRADATION_SCALE_KEY` updated, the noise sigma / SNR / reference
+    recorded in the metadata (and in ``self.last``). Accepts a MetaTensor, or a torch tensor / numpy array with an
+    optional ``affine``; per-call ``scale`` (one number or one per axis) overrides the default, so it can run inside
+    a training sampler on an HR patch.
+
+    Args:
+        scale: downsampling factor(s) ``N_hr / N_lr >= 1``.
+        slice_axis: spatial axis of a 2D multi-slice acquisition (``None``: 3D acquisition, k-space on every axis).
+        profile: slice profile, ``"box"`` or ``"gaussian"``.
+        slice_gap: gap between slices as a fraction of the slice spacing, ``[0, 1)``.
+        snr: ``None`` (no noise), a number, or a ``(low, high)`` range drawn log-uniformly per call.
+        random_phase: RMS of the smooth random phase in radians (``0``/``False``: real signal, ``True``: pi / 2).
+        wm_label, quantile: white-matter reference options (:func:`white_matter_reference`).
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(
+        self,
+        scale: float | Sequence[float] | None = None,
+        slice_axis: int | None = None,
+        profile: Literal["box", "gaussian"] = "box",
+        slice_gap: float = 0.0,
+        snr: float | Sequence[float] | None = 20.0,
+        random_phase: float | bool = False,
+        wm_label: int = 3,
+        quantile: float = 0.8,
+    ) -> None:
+        if scale is not None:
+            validate_downsampling_scale(scale)
+        if profile not in ("box", "gaussian"):
+            raise ValueError(f"PhysicalAcquisition: profile must be 'box' or 'gaussian', got {profile!r}.")
+        if not (np.isfinite(slice_gap) and 0.0 <= float(slice_gap) < 1.0):
+            raise ValueError(f"PhysicalAcquisition: slice_gap must be in [0, 1), got {slice_gap}.")
+        self.scale = scale
+        self.slice_axis = slice_axis
+        self.profile = profile
+        self.slice_gap = float(slice_gap)
+        self.snr_range = _as_snr_range(snr)
+        amp = (math.pi / 2 if random_phase else 0.0) if isinstance(random_phase, bool) else float(random_phase)
+        if not (np.isfinite(amp) and amp >= 0):
+            raise ValueError(f"PhysicalAcquisition: random_phase must be a non-negative angle, got {random_phase}.")
+        self.random_phase = amp
+        self.wm_label = int(wm_label)
+        self.quantile = float(quantile)
+        self.last: dict = {}
+        self._snr: float | None = None
+        self._phase_seed: int | None = None
+
+    def output_geometry(self, spatial_shape: Sequence[int], affine, scale: float | Sequence[float] | None = None
+                        ) -> tuple[tuple[int, ...], np.ndarray]:
+        """LR shape and affine for an HR grid of ``spatial_shape`` with ``affine``."""
+        s = validate_downsampling_scale(_pick_scale(scale, self.scale, "PhysicalAcquisition"), len(spatial_shape))
+        shape = coords.scaled_shape(spatial_shape, [1.0 / v for v in s])
+        return shape, grid_affine(affine, spatial_shape, shape)
+
+    def randomize(self, data=None) -> None:
+        self._snr = None
+        if self.snr_range is not None:
+            lo, hi = self.snr_range
+            self._snr = float(math.exp(self.R.uniform(math.log(lo), math.log(hi)))) if hi > lo else lo
+        self._phase_seed = int(self.R.randint(0, 2**31 - 1)) if self.random_phase > 0 else None
+
+    def __call__(self, img, affine=None, scale: float | Sequence[float] | None = None, reference: float | None = None,
+                 mask=None, label=None, randomize: bool = True) -> torch.Tensor:
+        t, a = prepare_image(img, affine)
+        data = (t.as_tensor() if hasattr(t, "as_tensor") else t).float()
+        spatial = tuple(int(n) for n in data.shape[1:])
+        shape, out_affine = self.output_geometry(spatial, a, scale)
+        if randomize:
+            self.randomize()
+        nd = len(spatial)
+        axis = None
+        if self.slice_axis is not None:
+            (axis,) = _spatial_axes(self.slice_axis, nd, "PhysicalAcquisition")
+        ref = None
+        if self._snr is not None:
+            ref = float(reference) if reference is not None else white_matter_reference(
+                data, mask, label, self.wm_label, self.quantile)
+        z = data
+        if self._phase_seed is not None:
+            phase = _smooth_phase(np.random.RandomState(self._phase_seed), spatial, self.random_phase)
+            z = z * torch.polar(torch.ones_like(z), torch.from_numpy(phase).to(z.device)[None])
+        if axis is not None and shape[axis] != spatial[axis]:
+            thickness = spatial[axis] / shape[axis] * (1.0 - self.slice_gap)
+            z = _profile_along(z, axis, shape[axis], self.profile, thickness)
+        kdims = [1 + d for d in range(nd) if d != axis and shape[d] != spatial[d]]
+        if kdims:
+            z = Fn.kspace_crop(z, [shape[d - 1] for d in kdims], kdims, align="cell", amplitude_correction=True)
+        sigma = None
+        if self._snr is not None:
+            sigma = max(ref, 1e-12) / self._snr
+            g = torch.from_numpy(self.R.standard_normal((2, *z.shape)).astype(np.float32)).to(z.device)
+            z = z + torch.complex(g[0], g[1]) * sigma if z.is_complex() else torch.complex(z + g[0] * sigma, g[1] * sigma)
+        out = z.abs().to(torch.float32).contiguous()
+        f = downsampling_factors(spatial, shape)
+        kind = "3d" if axis is None else f"2d_{self.profile}(axis={axis}" + (f",gap={self.slice_gap:g})" if self.slice_gap else ")")
+        desc = _describe(f"physical_{kind}", f) + (f"+snr({self._snr:.3g})" if sigma is not None else "")
+        self.last = {"snr": self._snr if sigma is not None else None, "sigma": sigma, "reference": ref,
+                     "slice_axis": axis, "profile": self.profile, "slice_gap": self.slice_gap, "factors": f,
+                     "random_phase": self.random_phase}
+        return _record_noise(wrap_output(t, out, out_affine, f, desc), sigma, self.last["snr"], ref)
+
+
+class PhysicalAcquisitiond(Randomizable, MapTransform):
+    """Dictionary-based :class:`PhysicalAcquisition` (one draw per item, shared by the keys; independent noise).
+
+    ``scale_key`` reads the per-item factor (as :class:`CubicDownsampled`); the white-matter reference of each key
+    comes from ``d[reference_key]``, else ``d[label_key]`` (white matter = ``wm_label``, on the HR grid), else a
+    robust percentile inside ``d[mask_key]``. Writes ``d[f"{key}_noise_sigma"]``, ``d[f"{key}_snr"]`` and
+    ``d[f"{key}_noise_reference"]``. Label and mask keys are not transformed (degrade them with
+    :class:`CubicDownsampled` ``order=0`` when an LR label is needed).
+    """
+
+    backend = PhysicalAcquisition.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        scale: float | Sequence[float] | None = None,
+        slice_axis: int | None = None,
+        profile: Literal["box", "gaussian"] = "box",
+        slice_gap: float = 0.0,
+        snr: float | Sequence[float] | None = 20.0,
+        random_phase: float | bool = False,
+        scale_key: str | None = None,
+        label_key: str | None = None,
+        mask_key: str | None = None,
+        reference_key: str | None = None,
+        wm_label: int = 3,
+        quantile: float = 0.8,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        if scale is None and scale_key is None:
+            raise ValueError("PhysicalAcquisitiond: give a scale, or a scale_key naming the per-item scale.")
+        self.acquire = PhysicalAcquisition(scale, slice_axis, profile, slice_gap, snr, random_phase, wm_label, quantile)
+        self.scale_key, self.label_key, self.mask_key, self.reference_key = scale_key, label_key, mask_key, reference_key
+
+    def set_random_state(self, seed=None, state=None):
+        super().set_random_state(seed, state)
+        self.acquire.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data=None) -> None:
+        self.acquire.randomize()
+
+    def __call__(self, data):
+        d = dict(data)
+        scale = _item_scale(d, self.scale_key)
+        self.randomize()
+        for key in self.key_iterator(d):
+            d[key] = self.acquire(d[key], scale=scale, reference=_item_reference(d, self.reference_key),
+                                  mask=d.get(self.mask_key) if self.mask_key else None,
+                                  label=d.get(self.label_key) if self.label_key else None, randomize=False)
+            _store_noise(d, key, self.acquire.last)
         return d

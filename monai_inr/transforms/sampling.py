@@ -153,7 +153,8 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
         lr_patch_size: LR patch size per axis.
         scale_range: ``(low, high)`` downsampling factors, ``1 <= low <= high``.
         scale_step: grid step of the scales (0.1 in ArSSR); ``None`` draws ``U(low, high)``.
-        isotropic: one scale for all axes, else independent per axis.
+        isotropic: one scale for all axes (``True``), independent per axis (``False``), or a probability in
+            ``(0, 1)`` of drawing an isotropic scale (a mix of isotropic and anisotropic training pairs).
         num_coords: HR voxels per sample (``None``: all, only collatable with a fixed scale).
         replace: draw with replacement (needed when ``num_coords`` exceeds the smallest HR crop).
         num_samples: samples per input dict.
@@ -161,6 +162,16 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
         foreground_threshold / min_foreground / max_tries: foreground-biased placement (off by default): up to
             ``max_tries`` placements, keeping the first whose fraction of voxels above the threshold (any channel of
             ``keys[0]``) reaches ``min_foreground``, else the best one.
+        degradation: optional physical acquisition used instead of the spline resize for a fraction
+            ``degradation_prob`` of the samples: called as ``degradation(hr_crop, scale=factors)`` with the HR crop
+            ``(C, *hr)`` and the exact per-axis factors ``N_hr / N_lr``, it must return the LR patch ``(C,
+            *lr_patch_size)`` covering the same FOV (e.g. :class:`~monai_inr.transforms.PhysicalAcquisition`: slice
+            profile, k-space truncation, noise). A :class:`~monai.transforms.Randomizable` degradation draws from this
+            transform's ``self.R``. Its noise level may be tied to the whole image: ``reference_key`` names a value
+            of the input dict (e.g. the white-matter mean) passed on as ``reference=``.
+        supervise_margin: LR voxels at each face of the patch that are seen by the encoder but not supervised (HR
+            coordinates are drawn only inside); keeps patch-edge effects of k-space truncation and zero-padded
+            convolutions out of the loss.
     """
 
     def __init__(
@@ -169,7 +180,7 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
         lr_patch_size: Sequence[int] | int = (10, 10, 10),
         scale_range: Sequence[float] = (2.0, 4.0),
         scale_step: float | None = 0.1,
-        isotropic: bool = True,
+        isotropic: bool | float = True,
         num_coords: int | None = 8000,
         replace: bool = False,
         num_samples: int = 1,
@@ -183,11 +194,27 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
         foreground_threshold: float | None = None,
         min_foreground: float = 0.5,
         max_tries: int = 10,
+        degradation: Any = None,
+        degradation_prob: float = 1.0,
+        reference_key: str | None = None,
+        supervise_margin: int = 0,
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         self.lr_patch_size = _as_size(lr_patch_size, "lr_patch_size")
         nd = len(self.lr_patch_size)
+        self.supervise_margin = int(supervise_margin)
+        if self.supervise_margin < 0 or 2 * self.supervise_margin >= min(self.lr_patch_size):
+            raise ValueError(
+                f"supervise_margin={supervise_margin} must leave LR voxels inside lr_patch_size {self.lr_patch_size}."
+            )
+        if degradation is not None and not callable(degradation):
+            raise ValueError(f"degradation must be callable, got {type(degradation).__name__}.")
+        if not 0.0 <= float(degradation_prob) <= 1.0:
+            raise ValueError(f"degradation_prob must be in [0, 1], got {degradation_prob}.")
+        self.degradation = degradation
+        self.degradation_prob = float(degradation_prob)
+        self.reference_key = reference_key
         if len(tuple(scale_range)) != 2:
             raise ValueError(f"scale_range must be (low, high), got {scale_range}.")
         lo, hi = validate_downsampling_scale(tuple(scale_range), 2, name="scale_range")
@@ -195,10 +222,13 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
             raise ValueError(f"scale_range must be (low, high) with low <= high, got {tuple(scale_range)}.")
         self.scale_range = (lo, hi)
         self.scales = scale_grid(self.scale_range, scale_step)
-        self.isotropic = bool(isotropic)
+        p_iso = float(isotropic)
+        if not 0.0 <= p_iso <= 1.0:
+            raise ValueError(f"isotropic must be a bool or a probability in [0, 1], got {isotropic}.")
+        self.isotropic = p_iso
         self.num_coords = None if num_coords is None else int(num_coords)
         self.replace = bool(replace)
-        smallest = int(np.prod(coords.scaled_shape(self.lr_patch_size, (lo,) * nd)))
+        smallest = int(np.prod(self._interior_shape(coords.scaled_shape(self.lr_patch_size, (lo,) * nd))))
         if self.num_coords is not None and (self.num_coords < 1 or (self.num_coords > smallest and not replace)):
             raise ValueError(
                 f"num_coords={self.num_coords} must be between 1 and the {smallest} voxels of the smallest HR crop "
@@ -220,10 +250,32 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
         self._hr_size: tuple[int, ...] = self.lr_patch_size
         self._start: tuple[int, ...] = (0,) * nd
 
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
+        super().set_random_state(seed, state)
+        if isinstance(self.degradation, Randomizable):
+            self.degradation.set_random_state(state=self.R)  # one stream: reproducible with the sampler's seed
+        return self
+
+    def _interior(self, hr_size: Sequence[int]) -> tuple[slice, ...]:
+        """HR voxels whose centres lie inside the LR patch without ``supervise_margin`` voxels at each face."""
+        if self.supervise_margin == 0:
+            return tuple(slice(0, n) for n in hr_size)
+        m = self.supervise_margin
+        out = []
+        for n_hr, n_lr in zip(hr_size, self.lr_patch_size):
+            lo = int(np.ceil(m / n_lr * n_hr - 0.5 - 1e-9))
+            hi = int(np.floor((n_lr - m) / n_lr * n_hr - 0.5 + 1e-9))
+            out.append(slice(lo, hi + 1))
+        return tuple(out)
+
+    def _interior_shape(self, hr_size: Sequence[int]) -> tuple[int, ...]:
+        return tuple(sl.stop - sl.start for sl in self._interior(hr_size))
+
     # ------------------------------------------------------------------------------------------------ random draws
     def _draw_scale(self) -> tuple[float, ...]:
         nd = len(self.lr_patch_size)
-        n = 1 if self.isotropic else nd
+        iso = self.isotropic >= 1.0 or (self.isotropic > 0.0 and self.R.rand() < self.isotropic)
+        n = 1 if iso else nd
         if self.scales is None:
             s = self.R.uniform(self.scale_range[0], self.scale_range[1], size=n)
         else:
@@ -251,7 +303,7 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
         best, best_frac = None, -1.0
         for _ in range(self.max_tries):
             start = self._draw_start(spatial_shape)
-            frac = float(fg[tuple(slice(s, s + h) for s, h in zip(start, self._hr_size))].mean())
+            frac = float(fg[tuple(slice(s, s + h) for s, h in zip(start, self._hr_size))].float().mean())
             if frac > best_frac:
                 best, best_frac = start, frac
             if frac >= self.min_foreground:
@@ -265,20 +317,33 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
         crop = (slice(None),) + tuple(slice(s, s + h) for s, h in zip(self._start, self._hr_size))
         out = dict(d)
         hr_crops = []
+        physical = self.degradation is not None and self.R.rand() < self.degradation_prob
+        f = downsampling_factors(self._hr_size, self.lr_patch_size)
         for i, (key, img, aff) in enumerate(zip(self.keys, images, affines)):
             data = img.as_tensor() if isinstance(img, MetaTensor) else img
             hr = data[crop].to(torch.float32)
             hr_crops.append(hr)
             crop_affine = translate_affine(aff, self._start)
-            lr = resize_cell_centred(hr, self.lr_patch_size, order=self.order, anti_alias=self.anti_alias)
-            f = downsampling_factors(self._hr_size, self.lr_patch_size)
             lr_affine = grid_affine(crop_affine, self._hr_size, self.lr_patch_size)
-            name = _describe("cubic" if self.order == 3 else f"spline{self.order}", f)
+            if physical:
+                lr = self._degrade(hr, f, d)
+                name = _describe("physical", f)
+            else:
+                lr = resize_cell_centred(hr, self.lr_patch_size, order=self.order, anti_alias=self.anti_alias)
+                name = _describe("cubic" if self.order == 3 else f"spline{self.order}", f)
             out[key] = wrap_output(img, lr, lr_affine, f, name)
             if self.hr_keys is not None:
                 out[self.hr_keys[i]] = wrap_output(img, hr.clone(), crop_affine)
         stacked = torch.cat(hr_crops, dim=0)
-        coord, cell, values = sample_coordinates(stacked, self.num_coords, self.R, self.replace)
+        inner = self._interior(self._hr_size)
+        inner_shape = tuple(sl.stop - sl.start for sl in inner)
+        _, cell, values, idx = sample_coordinates(
+            stacked[(slice(None),) + inner], self.num_coords, self.R, self.replace, return_indices=True
+        )
+        idx = idx + torch.tensor([sl.start for sl in inner], dtype=idx.dtype)
+        coord = coords.voxel_to_normalized(idx.to(torch.float64), self._hr_size).to(torch.float32)
+        if inner_shape != tuple(self._hr_size):
+            cell = coords.cell_size(self._hr_size)[None].expand(len(idx), -1).contiguous()
         c0 = 0
         for lk, hr in zip(self.label_keys, hr_crops):
             out[lk] = values[:, c0 : c0 + hr.shape[0]].contiguous()
@@ -287,6 +352,21 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
         out[self.cell_key] = cell
         out[self.scale_key] = torch.tensor(downsampling_factors(self._hr_size, self.lr_patch_size), dtype=torch.float32)
         return out
+
+    def _degrade(self, hr: torch.Tensor, factors: Sequence[float], d: Mapping) -> torch.Tensor:
+        kwargs: dict[str, Any] = {"scale": tuple(float(v) for v in factors)}
+        if self.reference_key is not None:
+            if self.reference_key not in d:
+                raise KeyError(f"RandScalePatchPairSampled: reference_key '{self.reference_key}' is not in the data.")
+            kwargs["reference"] = float(torch.as_tensor(d[self.reference_key]).reshape(-1)[0])
+        lr = self.degradation(hr, **kwargs)
+        lr = lr.as_tensor() if isinstance(lr, MetaTensor) else torch.as_tensor(lr)
+        if tuple(lr.shape) != (hr.shape[0], *self.lr_patch_size):
+            raise ValueError(
+                f"RandScalePatchPairSampled: the degradation returned shape {tuple(lr.shape)}, expected "
+                f"{(hr.shape[0], *self.lr_patch_size)} for factors {tuple(factors)}."
+            )
+        return lr.to(torch.float32)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict | list[dict]:
         d = dict(data)
@@ -314,7 +394,7 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
         fg = None
         if self.foreground_threshold is not None:
             first = images[0].as_tensor() if isinstance(images[0], MetaTensor) else images[0]
-            fg = (first > self.foreground_threshold).any(dim=0).to(torch.float32)
+            fg = (first > self.foreground_threshold).any(dim=0)  # bool: only the candidate crops are averaged
         samples = [self._one_sample(d, images, affines, fg) for _ in range(self.num_samples)]
         return samples[0] if self.num_samples == 1 else samples
 

@@ -16,6 +16,9 @@ from monai_inr import coords
 __all__ = [
     "DEGRADATION_SCALE_KEY",
     "DEGRADATION_KEY",
+    "NOISE_SIGMA_KEY",
+    "SNR_KEY",
+    "NOISE_REFERENCE_KEY",
     "as_affine",
     "grid_affine",
     "translate_affine",
@@ -30,6 +33,13 @@ __all__ = [
 DEGRADATION_SCALE_KEY = "degradation_scale"
 #: metadata key: human-readable name of the degradation chain (for results tables).
 DEGRADATION_KEY = "degradation"
+#: metadata key (and dictionary-key suffix, ``f"{key}_{NOISE_SIGMA_KEY}"``): standard deviation of the complex Gaussian
+#: noise added per real/imaginary channel (image units).
+NOISE_SIGMA_KEY = "noise_sigma"
+#: metadata key (and dictionary-key suffix): the signal-to-noise ratio ``reference / sigma`` that was applied.
+SNR_KEY = "snr"
+#: metadata key (and dictionary-key suffix): the signal level the SNR refers to (white-matter mean or its estimate).
+NOISE_REFERENCE_KEY = "noise_reference"
 
 
 def as_affine(affine: Any) -> np.ndarray:

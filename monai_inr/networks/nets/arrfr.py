@@ -23,6 +23,7 @@ from monai_inr.errors import InputError
 from monai_inr.networks.blocks import CBAM
 from monai_inr.networks.decoders import LIIFDecoder
 from monai_inr.networks.encoders import get_encoder
+from monai_inr.networks.export import ScriptableArRFR, refuse_trace
 
 __all__ = ["ArRFR", "output_query_grid"]
 
@@ -113,6 +114,11 @@ class ArRFR(nn.Module):
         self.chunk_size = int(chunk_size)
         self.default_scale = float(default_scale)
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What ``torch.jit.script`` compiles: :class:`~monai_inr.networks.export.ScriptableArRFR` (same parameters,
+        the same outputs at any input size and scale)."""
+        return ScriptableArRFR(self)
+
     # ------------------------------------------------------------------------------------------------ properties
     @property
     def receptive_radius(self) -> int:
@@ -185,6 +191,7 @@ class ArRFR(nn.Module):
             if cell is None and self.decoder.cell_decode:
                 raise ValueError("pass cell (B, K, 2) together with coord.")
             return self.decode(latent, coord, cell)
+        refuse_trace("ArRFR")
         in_shape = tuple(int(s) for s in latent.shape[2:])
         if output_shape is None:
             output_shape = coords.scaled_shape(in_shape, self.default_scale if scale is None else scale)

@@ -15,9 +15,12 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
+from monai.networks.layers.utils import get_act_layer
+
 from monai_inr import coords
 from monai_inr.networks.decoders import ArSSRDecoder
 from monai_inr.networks.encoders import get_encoder
+from monai_inr.networks.export import ScriptableArSSR, refuse_trace
 
 __all__ = ["ArSSR"]
 
@@ -38,6 +41,11 @@ class ArSSR(nn.Module):
         out_channels: output intensities per query.
         encoder_kwargs: extra constructor arguments of the encoder (e.g. ``{"num_blocks": 4}``).
         output_activation: decoder output activation, ``"relu"`` as in the paper or ``None`` for z-scored data.
+        input_skip: add the trilinear interpolation of the input image at each query to the decoder output (global
+            residual learning as in VDSR, Kim et al., CVPR 2016), so the network learns only the detail that
+            interpolation misses. Off in the paper (``False``, the default); the CPU training profile turns it on
+            because it converges within a CPU budget. The image rides along as ``in_channels`` extra channels of the
+            feature grid, so the one trilinear lookup of :meth:`decode` serves both (also per tile).
 
     Shapes:
         * ``encode(image)``: ``(B, in_channels, D, H, W)`` -> features ``(B, feature_channels, D, H, W)`` (float32).
@@ -55,6 +63,7 @@ class ArSSR(nn.Module):
         out_channels: int = 1,
         encoder_kwargs: dict[str, Any] | None = None,
         output_activation: str | tuple | None = "relu",
+        input_skip: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(encoder, nn.Module):
@@ -68,7 +77,42 @@ class ArSSR(nn.Module):
         self.in_channels = int(in_channels)
         self.feature_channels = int(feature_channels)
         self.out_channels = int(out_channels)
-        self.decoder = ArSSRDecoder(feature_channels + 3, decoder_hidden, out_channels, output_activation)
+        self.input_skip = bool(input_skip)
+        self._config = None if isinstance(encoder, nn.Module) else {
+            "_target_": f"{__name__.rsplit('.', 1)[0]}.ArSSR",
+            "encoder": str(encoder),
+            "in_channels": int(in_channels),
+            "feature_channels": int(feature_channels),
+            "decoder_hidden": int(decoder_hidden),
+            "out_channels": int(out_channels),
+            "encoder_kwargs": dict(encoder_kwargs or {}),
+            "output_activation": output_activation,
+            "input_skip": bool(input_skip),
+        }
+        if self.input_skip and out_channels != in_channels:
+            raise ValueError(
+                f"input_skip needs out_channels == in_channels (the skip adds the interpolated input), got "
+                f"{out_channels} and {in_channels}."
+            )
+        # with the skip, the activation applies to the sum (interpolated input + decoded detail)
+        self.decoder = ArSSRDecoder(
+            feature_channels + 3, decoder_hidden, out_channels, None if self.input_skip else output_activation
+        )
+        act = output_activation.lower() if isinstance(output_activation, str) else output_activation
+        self.output_activation = (
+            get_act_layer(act) if self.input_skip and act not in (None, "none", "identity", "linear") else None
+        )
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What ``torch.jit.script`` compiles: :class:`~monai_inr.networks.export.ScriptableArSSR` (same parameters,
+        the same outputs at any input size and scale)."""
+        return ScriptableArSSR(self)
+
+    @property
+    def config(self) -> dict | None:
+        """The bundle-config definition that rebuilds this network (``None`` with an encoder module), stored in
+        shipped checkpoints (:func:`monai_inr.engines.checks.save_network_checkpoint`)."""
+        return None if self._config is None else dict(self._config, encoder_kwargs=dict(self._config["encoder_kwargs"]))
 
     @property
     def receptive_radius(self) -> int:
@@ -83,14 +127,23 @@ class ArSSR(nn.Module):
     @property
     def decode_workspace_channels(self) -> int:
         """Estimated peak values per query while decoding (for memory planning)."""
-        return int(self.decoder.workspace_channels) + self.feature_channels
+        return int(self.decoder.workspace_channels) + self.feature_channels + self.skip_channels
+
+    @property
+    def skip_channels(self) -> int:
+        """Channels of the input image carried in the feature grid for :attr:`input_skip` (0 without the skip)."""
+        return self.in_channels if self.input_skip else 0
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """Feature grid ``(B, feature_channels, *spatial)`` of an image ``(B, in_channels, *spatial)``.
+        """Feature grid ``(B, feature_channels + skip_channels, *spatial)`` of an image ``(B, in_channels, *spatial)``.
 
-        Always float32 (also under bf16 autocast) so that the trilinear lookup uses full-precision coordinates.
+        Always float32 (also under bf16 autocast) so that the trilinear lookup uses full-precision coordinates. With
+        :attr:`input_skip`, the image itself follows the features as the last ``in_channels`` channels.
         """
-        return self.encoder(image).float()
+        features = self.encoder(image).float()
+        if self.input_skip:
+            features = torch.cat([features, image.float()], dim=1)
+        return features
 
     def decode(
         self, features: torch.Tensor, coord: torch.Tensor, lookup_coord: torch.Tensor | None = None
@@ -112,11 +165,15 @@ class ArSSR(nn.Module):
         dtype = feat.dtype
         if torch.is_autocast_enabled(feat.device.type):  # build the decoder input once in the compute dtype
             dtype = torch.get_autocast_dtype(feat.device.type)
-        c = feat.shape[-1]
+        c = self.feature_channels
         x = torch.empty((*feat.shape[:-1], c + coord.shape[-1]), dtype=dtype, device=feat.device)
-        x[..., :c] = feat
+        x[..., :c] = feat[..., :c]
         x[..., c:] = coord
-        return self.decoder(x)
+        out = self.decoder(x)
+        if not self.input_skip:
+            return out
+        out = out.float() + feat[..., c:]
+        return out if self.output_activation is None else self.output_activation(out)
 
     def forward(
         self,
@@ -128,6 +185,8 @@ class ArSSR(nn.Module):
         """Training path with ``coord`` ``(B, K, 3)`` -> ``(B, K, out)``; without ``coord``, the whole super-resolved
         volume ``(B, out, *round(N * scale))`` on the cell-centred grid (used by ``verify_net_in_out`` and TorchScript
         export; large volumes should go through :class:`~monai_inr.inferers.ImplicitInferer`)."""
+        if coord is None:
+            refuse_trace("ArSSR")
         features = self.encode(image)
         if coord is not None:
             return self.decode(features, coord)

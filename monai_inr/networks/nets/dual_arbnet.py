@@ -20,6 +20,7 @@ import torch.nn as nn
 from monai_inr import coords
 from monai_inr.networks.dual_arbnet_blocks import ImplicitFusionDecoder
 from monai_inr.networks.encoders import get_encoder
+from monai_inr.networks.export import ScriptableDualArbNet, refuse_trace
 
 __all__ = ["DualArbNet", "nearest_indices", "relative_coordinates"]
 
@@ -139,6 +140,11 @@ class DualArbNet(nn.Module):
             use_coord=use_coord,
             omega=omega,
         )
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What ``torch.jit.script`` compiles: :class:`~monai_inr.networks.export.ScriptableDualArbNet` (same
+        parameters; same-FOV reference; the same outputs at any input size and scale)."""
+        return ScriptableDualArbNet(self)
 
     # ------------------------------------------------------------------------------------------------------ info
     @property
@@ -285,6 +291,7 @@ class DualArbNet(nn.Module):
         Returns:
             target SR ``(B, out, H, W)`` (and the reference SR when ``return_reference``).
         """
+        refuse_trace("Dual-ArbNet")
         if output_shape is None:
             output_shape = coords.scaled_shape(tuple(int(s) for s in image.shape[2:]), scale)
         encoded = self.encode(image, reference if self.use_reference else None)

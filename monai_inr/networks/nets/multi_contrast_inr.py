@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from monai_inr.networks.decoders import SplitHeadMLP
 from monai_inr.networks.encodings import get_encoding
+from monai_inr.networks.export import ScriptableMultiContrastINR
 
 __all__ = ["MultiContrastINR", "ARCHITECTURES"]
 
@@ -117,6 +118,11 @@ class MultiContrastINR(nn.Module):
         self.register_buffer(
             "intensity_range", torch.tensor([[0.0, 1.0]] * self.num_contrasts, dtype=torch.float64)
         )
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What ``torch.jit.script`` compiles: :class:`~monai_inr.networks.export.ScriptableMultiContrastINR`
+        (same parameters and buffers, ``forward(coords)``)."""
+        return ScriptableMultiContrastINR(self)
 
     # ------------------------------------------------------------------ properties
     @property

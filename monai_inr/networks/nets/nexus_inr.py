@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from monai_inr import coords
 from monai_inr.networks.encoders import get_encoder
+from monai_inr.networks.export import ScriptableNexusINR
 
 __all__ = ["NexusINR", "WindowCrossAttention", "SubVoxelFourierEncoding"]
 
@@ -222,6 +223,11 @@ class NexusINR(nn.Module):
         self.decoders = nn.ModuleList(
             [_mlp([d_in] + [int(decoder_hidden)] * int(decoder_layers) + [1]) for _ in range(2)]
         )  # no output activation: targets are z-scored
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What ``torch.jit.script`` compiles: :class:`~monai_inr.networks.export.ScriptableNexusINR`, the dense mode
+        ``forward(image (B, 2 C, D, H, W))`` with the same parameters."""
+        return ScriptableNexusINR(self)
 
     # ------------------------------------------------------------------ encoders
     def encode(self, t1w_lr: torch.Tensor, t2w_lr: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -42,8 +42,8 @@ import numpy as np
 import torch
 from monai.networks.nets import UNet
 
-from monai_inr.io import load_volume, read_nifti
 from monai_inr.errors import InputError
+from monai_inr.io import load_volume, read_nifti, write_atomic, write_text_atomic
 
 __all__ = [
     "SEGMENTATION_CLASSES",
@@ -409,25 +409,10 @@ def _settings_path(path: Path) -> Path:
 def save_segmentation_network(network: torch.nn.Module, path: str | os.PathLike, settings: Mapping[str, Any]) -> Path:
     """Write the plain state dict (loads with ``weights_only=True``) to ``path`` and ``settings`` (network arguments,
     training subjects and settings) to ``<path>.json``, both atomically."""
-    from monai_inr.io import atomic_path
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, final = atomic_path(path)
-    try:
-        torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, str(tmp))
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    side = _settings_path(path)
-    tmp, final = atomic_path(side)
-    try:
-        tmp.write_text(json.dumps(dict(settings), indent=2, default=str) + "\n")
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
+    write_atomic(path, lambda tmp: torch.save(state, str(tmp)))
+    write_text_atomic(_settings_path(path), json.dumps(dict(settings), indent=2, default=str) + "\n")
     return path
 
 

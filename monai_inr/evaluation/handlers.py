@@ -1,11 +1,12 @@
-"""Evaluation of 2D target + reference (multi-contrast) super-resolution bundles such as Dual-ArbNet.
+"""The evaluation protocol as ignite handlers of a bundle's ``SupervisedEvaluator`` (``evaluate.json``).
 
-(The prepare-batch function is :class:`monai_inr.engines.prepare_batch.PrepareBatchReference`, the up-front checks
-:func:`monai_inr.engines.checks.validate_target_reference` and :func:`~monai_inr.engines.checks.load_ablation_checkpoint`.)
+* :class:`SuperResolutionMetrics` (single-image SR, e.g. ArSSR): the network's prediction against the interpolation
+  baselines (:data:`~monai_inr.evaluation.methods.BASELINE_ORDERS`) on the same LR input, per subject and scale;
+* :class:`ReferenceSRMetrics` (target + reference SR, e.g. Dual-ArbNet): the network, extra networks (the
+  single-contrast ablation) and the baselines per slice, scale and reference type;
+* :func:`with_scales`, :func:`reference_eval_items`, :func:`foreground_slices`: the evaluation datalists.
 
-* :func:`reference_eval_items`: evaluation datalist expanded over slices, scales and reference types;
-* :class:`ReferenceSRMetrics`: ignite handler scoring the network, extra networks (e.g. the single-contrast ablation)
-  and interpolation baselines per slice, written as ``metrics.json``, CSV tables and a Markdown table.
+Both score with :mod:`monai_inr.metrics.protocol` and write through :mod:`monai_inr.evaluation.report`.
 """
 
 from __future__ import annotations
@@ -21,14 +22,127 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from monai_inr.engines.evaluation import BASELINE_ORDERS, _subject_name
-from monai_inr.metrics import evaluate_pair, summarize, write_metrics
-from monai_inr.transforms.functional import resize_cell_centred
+from monai_inr.metrics import evaluate_pair, normalize_to_reference, summarize, write_metrics
+from monai_inr.metrics.protocol import reference_foreground
 
-__all__ = ["foreground_slices", "reference_eval_items", "ReferenceSRMetrics", "format_results_table"]
+from .methods import baseline_order, interpolate
+from .report import format_results_table, write_text_atomic
+
+__all__ = [
+    "SuperResolutionMetrics",
+    "ReferenceSRMetrics",
+    "with_scales",
+    "reference_eval_items",
+    "foreground_slices",
+]
 
 
-# ------------------------------------------------------------------------------------------------------ evaluation
+def with_scales(items: Sequence[dict], scales: Sequence[float], key: str = "scale") -> list[dict]:
+    """Every datalist item once per evaluation scale (``key`` holds the scale), scale-major."""
+    return [dict(item, **{key: float(s)}) for s in scales for item in items]
+
+
+def _subject_name(meta_source) -> str:
+    name = Path(str(meta_source)).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+class _ProtocolHandler:
+    """Shared part of the evaluator handlers: records per iteration (``_score``), written at completion (``_write``)."""
+
+    def __init__(self, output_dir: str | os.PathLike, method_name: str, baselines: Sequence[str], mask_key: str,
+                 scale_key: str, mask_threshold: float, prefix: str) -> None:
+        for b in baselines:
+            baseline_order(b)
+        self.output_dir = Path(output_dir)
+        self.method_name = method_name
+        self.baselines = tuple(baselines)
+        self.mask_key, self.scale_key = mask_key, scale_key
+        self.mask_threshold = float(mask_threshold)
+        self.prefix = prefix
+        self.records: list[dict] = []
+        self.logger = logging.getLogger(__name__)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._score)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _reset(self, engine: Engine) -> None:
+        self.records = []
+
+    def _score(self, engine: Engine) -> None:
+        raise NotImplementedError
+
+    def _write(self, engine: Engine) -> None:
+        raise NotImplementedError
+
+
+class SuperResolutionMetrics(_ProtocolHandler):
+    """Score each evaluated volume with the protocol (:mod:`monai_inr.metrics.protocol`) and write ``metrics.json`` plus CSV tables.
+
+    For every iteration of a ``SupervisedEvaluator`` (batch size 1) it takes the LR input (``image``), the network's
+    prediction (``pred``) and the ground truth (``label``), adds the interpolation baselines computed from the same LR
+    input onto the same output grid (cubic B-spline and trilinear by default), normalises everything with the ground
+    truth's range, clips predictions to [0, 1] and records PSNR/SSIM over the whole volume and inside the foreground
+    mask (``mask_key`` in the batch if present, else ground truth above ``mask_threshold``).
+
+    Args:
+        output_dir: where ``metrics.json`` and ``metrics_scale-<s>.csv`` are written when the run completes.
+        method_name: row name of the network's prediction.
+        baselines: names from :data:`~monai_inr.evaluation.methods.BASELINE_ORDERS`.
+        scale_key: batch key holding the evaluation scale.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        method_name: str = "ArSSR",
+        baselines: Sequence[str] = ("cubic", "trilinear"),
+        mask_key: str = "mask",
+        scale_key: str = "scale",
+        mask_threshold: float = 0.05,
+        prefix: str = "metrics",
+    ) -> None:
+        super().__init__(output_dir, method_name, baselines, mask_key, scale_key, mask_threshold, prefix)
+
+    def _score(self, engine: Engine) -> None:
+        out, batch = engine.state.output, engine.state.batch
+        if isinstance(out, list):
+            raise ValueError("SuperResolutionMetrics needs un-decollated outputs (no postprocessing decollate).")
+        lr = out["image"].detach().float().cpu().numpy()
+        pred = out["pred"].detach().float().cpu().numpy()
+        label = out["label"].detach().float().cpu().numpy()
+        masks = batch.get(self.mask_key)
+        scales = batch.get(self.scale_key)
+        sources = out["label"].meta.get("filename_or_obj", [None] * label.shape[0]) if hasattr(out["label"], "meta") else None
+        for b in range(label.shape[0]):
+            gt = label[b, 0]
+            if masks is not None:
+                mask = np.asarray(masks[b]).reshape(gt.shape) > 0
+            else:
+                mask = reference_foreground(gt, self.mask_threshold)
+            scale = float(np.asarray(scales[b]).ravel()[0]) if scales is not None else float("nan")
+            subject = _subject_name(sources[b]) if sources else f"case{len(self.records)}"
+            candidates = {self.method_name: pred[b, 0]}
+            for name in self.baselines:
+                candidates[name] = interpolate(lr[b, 0], gt.shape, name)
+            *preds_n, gt_n = normalize_to_reference(*candidates.values(), reference=gt)
+            for name, p in zip(candidates, preds_n):
+                rec = {"subject": subject, "scale": scale, "method": name}
+                rec.update(evaluate_pair(p, gt_n, mask=mask))
+                self.records.append(rec)
+                self.logger.info(
+                    "%s x%.2f %-10s PSNR %.2f (mask %.2f) SSIM %.4f (mask %.4f)",
+                    subject, scale, name, rec["psnr"], rec["psnr_mask"], rec["ssim"], rec["ssim_mask"],
+                )
+
+    def _write(self, engine: Engine) -> None:
+        if self.records:
+            write_metrics(self.records, self.output_dir, prefix=self.prefix)
 
 
 def foreground_slices(path: str | os.PathLike, axis: int = 2, count: int = 5, min_relative: float = 0.5) -> list[int]:
@@ -84,31 +198,7 @@ def _magnitude(x: np.ndarray, complex_channels: bool) -> np.ndarray:
     return x[0]
 
 
-def format_results_table(summary: Sequence[Mapping[str, Any]], metric: str = "psnr", decimals: int = 2) -> str:
-    """A Markdown table: rows (reference, method), columns scales, cells ``mean`` of ``<metric>_mean``."""
-    scales = sorted({float(r["scale"]) for r in summary})
-    rows: dict[tuple[str, str], dict[float, float]] = {}
-    for r in summary:
-        key = (str(r.get("reference", "")), str(r["method"]))
-        rows.setdefault(key, {})[float(r["scale"])] = r.get(f"{metric}_mean")
-    head = "| reference | method | " + " | ".join(f"×{s:g}" for s in scales) + " | mean |"
-    lines = [head, "|" + "---|" * (len(scales) + 3)]
-    for (ref, method), vals in sorted(rows.items(), key=lambda kv: (kv[0][0] == "none", kv[0][0], kv[0][1])):
-        cells = []
-        finite = []
-        for s in scales:
-            v = vals.get(s)
-            if v is None or not math.isfinite(float(v)):
-                cells.append("–")
-            else:
-                cells.append(f"{float(v):.{decimals}f}")
-                finite.append(float(v))
-        mean = f"{np.mean(finite):.{decimals}f}" if len(finite) == len(scales) else "–"
-        lines.append(f"| {ref} | {method} | " + " | ".join(cells) + f" | {mean} |")
-    return "\n".join(lines) + "\n"
-
-
-class ReferenceSRMetrics:
+class ReferenceSRMetrics(_ProtocolHandler):
     """Score target + reference super-resolution per slice: the evaluator's network, extra networks and baselines.
 
     For every iteration of a ``SupervisedEvaluator`` (batch size 1, ``decollate=False``) it takes the LR target
@@ -118,7 +208,7 @@ class ReferenceSRMetrics:
     the label grid. Methods that do not use the reference (``reference_free`` names, the baselines) are scored once per
     slice and scale with reference ``"none"``.
 
-    Metrics (the protocol of :mod:`monai_inr.metrics.protocol`): magnitude images (complex 2-channel data: ``sqrt(re^2 + im^2)``), predictions
+    Metrics (:mod:`monai_inr.metrics.protocol`): magnitude images (complex 2-channel data: ``sqrt(re^2 + im^2)``), predictions
     clipped to [0, 1] (the data are normalised to [0, 1] per volume), PSNR and SSIM with ``data_range=1``, over the
     whole slice and inside the foreground mask (mask slice, else label above ``mask_threshold``).
 
@@ -142,27 +232,12 @@ class ReferenceSRMetrics:
         mask_threshold: float = 0.05,
         prefix: str = "metrics",
     ) -> None:
-        unknown = [b for b in baselines if b not in BASELINE_ORDERS]
-        if unknown:
-            raise ValueError(f"unknown baselines {unknown}; choose from {sorted(BASELINE_ORDERS)}.")
-        self.output_dir = Path(output_dir)
-        self.method_name = method_name
+        super().__init__(output_dir, method_name, baselines, mask_key, scale_key, mask_threshold, prefix)
         self.extra_networks = dict(extra_networks or {})
         self.reference_free = set(reference_free) | set(baselines)
-        self.baselines = tuple(baselines)
         self.complex_channels = bool(complex_channels)
-        self.reference_key, self.mask_key, self.scale_key = reference_key, mask_key, scale_key
-        self.reference_type_key, self.slice_key = reference_type_key, slice_key
-        self.mask_threshold = float(mask_threshold)
-        self.prefix = prefix
-        self.records: list[dict] = []
+        self.reference_key, self.reference_type_key, self.slice_key = reference_key, reference_type_key, slice_key
         self._seen: set = set()
-        self.logger = logging.getLogger(__name__)
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self._reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._score)
-        engine.add_event_handler(Events.COMPLETED, self._write)
 
     def _reset(self, engine: Engine) -> None:
         self.records, self._seen = [], set()
@@ -201,7 +276,7 @@ class ReferenceSRMetrics:
                 if not mask.any():
                     mask = None
             if mask is None:
-                mask = gt > gt.min() + self.mask_threshold * (gt.max() - gt.min())
+                mask = reference_foreground(gt, self.mask_threshold)
             scale = float(np.asarray(self._item(batch, self.scale_key, b, math.nan)).reshape(-1)[0])
             rtype = str(self._item(batch, self.reference_type_key, b, "HR"))
             sl = self._item(batch, self.slice_key, b, -1)
@@ -212,7 +287,7 @@ class ReferenceSRMetrics:
                 k: _magnitude(v[b].detach().float().cpu().numpy(), self.complex_channels) for k, v in preds.items()
             }
             for name in self.baselines:
-                up = np.stack([resize_cell_centred(c, gt.shape, order=BASELINE_ORDERS[name]) for c in lr[b]])
+                up = np.stack([interpolate(c, gt.shape, name) for c in lr[b]])
                 candidates[name] = _magnitude(up, self.complex_channels)
             for name, p in candidates.items():
                 ref_label = "none" if name in self.reference_free else rtype
@@ -242,9 +317,5 @@ class ReferenceSRMetrics:
             + "\n## SSIM (data range 1)\n\n"
             + format_results_table(summary, "ssim", 4)
         )
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        path = self.output_dir / f"{self.prefix}_table.md"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_text_atomic(self.output_dir / f"{self.prefix}_table.md", text)
         self.logger.info("\n%s", text)

@@ -41,11 +41,15 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from monai_inr.metrics import psnr, ssim, write_metrics
+from monai_inr.io import write_json_atomic, write_text_atomic
+from monai_inr.metrics import psnr, ssim, summarize, write_metrics
 from monai_inr.metrics.brisque import BRISQUE_SKIP_MESSAGE, BrisqueUnavailable, brisque_score
 from monai_inr.metrics.sharpness import lpc_si, psi
 from monai_inr.transforms import CubicDownsample, RandRicianNoise
-from monai_inr.transforms.functional import resize_cell_centred
+
+from .methods import interpolate
+from .report import markdown_table, save_figure
+from .tables import ARRFR_NOREF_COLUMNS, ARRFR_REF_KEYS, Column, TableSpec
 
 __all__ = ["ArRFREvaluationStep", "ArRFREvaluationReport", "linear_fit", "select_slices", "LABEL_CSF", "LABEL_TUMOUR"]
 
@@ -170,7 +174,7 @@ class ArRFREvaluationStep:
 
     @staticmethod
     def cubic(image: np.ndarray, out_shape: Sequence[int]) -> np.ndarray:
-        return np.clip(resize_cell_centred(image, tuple(int(n) for n in out_shape), order=3), 0.0, 1.0)
+        return np.clip(interpolate(image, out_shape, "cubic"), 0.0, 1.0)
 
     def _brisque(self, image: np.ndarray) -> float:
         if not self.use_brisque:
@@ -269,7 +273,7 @@ class ArRFREvaluationStep:
         return recs
 
     def _restacked(self, net, device, subject, na, t2, truth_n, head) -> list[dict]:
-        """3D metrics of whole volumes rebuilt slice by slice along :attr:`restack_axis` (DESIGN.md protocol 4).
+        """3D metrics of whole volumes rebuilt slice by slice along :attr:`restack_axis`.
 
         At x1 every clean slice pair is fused on its own grid; at x r every slice pair is cubic-downsampled by r (the
         reference degradation of :meth:`_reference`) and fused back; the cubic baseline interpolates the same LR
@@ -409,8 +413,8 @@ class ArRFREvaluationReport:
         figures: write the PNG figures (matplotlib, Agg backend).
     """
 
-    NOREF_KEYS = ("psi", "lpc_si", "brisque")
-    REF_KEYS = ("psnr_truth", "ssim_truth", "psnr_truth_mask", "ssim_truth_mask", "psnr_t2w", "ssim_t2w")
+    NOREF_KEYS = tuple(c.key for c in ARRFR_NOREF_COLUMNS)
+    REF_KEYS = ARRFR_REF_KEYS
 
     def __init__(self, output_dir: str | os.PathLike, method_name: str = "ArRFR", metadata: dict | None = None,
                  figures: bool = True) -> None:
@@ -467,11 +471,11 @@ class ArRFREvaluationReport:
                                                    "cubic-downsampled by r and fused back); 3D PSNR/SSIM (data range "
                                                    "1) vs the calibrated truth and vs the T2w"})
         roi_doc = self._roi_doc(roi)
-        files["roi"] = _write_json(out / "roi_analysis.json", roi_doc)
+        files["roi"] = write_json_atomic(out / "roi_analysis.json", roi_doc)
         if self.figures:
             files["figures"] = self._figures(roi_doc)
         files["results"] = out / "results.md"
-        _write_text(files["results"], self._markdown(noref, ref, roi_doc, meta, stacked))
+        write_text_atomic(files["results"], self._markdown(noref, ref, roi_doc, meta, stacked))
         log.info("ArRFR evaluation written to %s", out)
         return files
 
@@ -488,25 +492,23 @@ class ArRFREvaluationReport:
 
     def _markdown(self, noref, ref, roi_doc, meta, stacked=()) -> str:
         lines = [f"# {self.method_name} evaluation", "", f"Subjects: {', '.join(meta['subjects'])}", ""]
+        group = ("scale", "method")
+        order = lambda k: (float(k[0]), str(k[1]))  # noqa: E731
         if noref:
-            lines += ["## No-reference metrics (PSI up, LPC-SI up, BRISQUE down)", "",
-                      "| scale | method | PSI | LPC-SI | BRISQUE | n |", "|---|---|---|---|---|---|"]
-            lines += _table(_subject_means(noref, self.NOREF_KEYS), self.NOREF_KEYS)
+            spec = TableSpec("metrics", "## No-reference metrics (PSI up, LPC-SI up, BRISQUE down)",
+                             ARRFR_NOREF_COLUMNS, group)
+            means = _subject_means(noref, self.NOREF_KEYS)
+            lines.append(markdown_table(summarize(means, group, spec.metric_keys), spec, order, heading=True))
             if meta.get("brisque", "").startswith("BRISQUE skipped"):
-                lines += ["", meta["brisque"]]
-            lines.append("")
-        if ref:
-            keys = [k for k in self.REF_KEYS if any(k in r for r in ref)]
-            lines += ["## Reference metrics (synthetic truth)", "",
-                      "| scale | method | " + " | ".join(keys) + " | n |", "|---|---|" + "---|" * (len(keys) + 1)]
-            lines += _table(_subject_means(ref, keys), keys)
-            lines.append("")
-        if stacked:
-            keys = [k for k in self.REF_KEYS if any(k in r for r in stacked)]
-            lines += [f"## Restacked volumes, 3D reference metrics (slices along axis {stacked[0]['axis']})", "",
-                      "| scale | method | " + " | ".join(keys) + " | n |", "|---|---|" + "---|" * (len(keys) + 1)]
-            lines += _table(_subject_means(stacked, keys), keys)
-            lines.append("")
+                lines += [meta["brisque"], ""]
+        for recs, title in ((ref, "## Reference metrics (synthetic truth)"),
+                            (stacked, "## Restacked volumes, 3D reference metrics (slices along axis {axis})")):
+            if not recs:
+                continue
+            keys = [k for k in self.REF_KEYS if any(k in r for r in recs)]
+            spec = TableSpec("reference", title.format(axis=recs[0]["axis"]), tuple(Column(k, k) for k in keys), group)
+            means = _subject_means(recs, keys)
+            lines.append(markdown_table(summarize(means, group, keys), spec, order, heading=True))
         lines += ["## ROI regression (paper Fig. 2)", ""]
         for name in ("degraded_vs_input", "output_vs_input"):
             f = roi_doc[name]
@@ -555,7 +557,7 @@ class ArRFREvaluationReport:
             ax_p.set_title("profile across CSF")
             fig.suptitle(f"{profile['subject']}: axis {profile['axis']} slice {profile['slice']}, row {row}")
             fig.tight_layout()
-            written.append(_save_fig(fig, fig_dir / "profile_csf.png"))
+            written.append(save_figure(fig, fig_dir / "profile_csf.png"))
             plt.close(fig)
         montage = next((res["figures"]["montage"] for res in self.results if "montage" in res["figures"]), None)
         if montage is not None:
@@ -568,7 +570,7 @@ class ArRFREvaluationReport:
             np.atleast_1d(axes)[0].contour(montage["tumour"], levels=[0.5], colors="r", linewidths=0.6)
             fig.suptitle(f"{montage['subject']} (lesion): axis {montage['axis']} slice {montage['slice']}", fontsize=9)
             fig.tight_layout()
-            written.append(_save_fig(fig, fig_dir / "lesion_montage.png"))
+            written.append(save_figure(fig, fig_dir / "lesion_montage.png"))
             plt.close(fig)
         else:
             log.info("no lesion subject with a tumour label among the test volumes: lesion montage skipped")
@@ -593,54 +595,6 @@ class ArRFREvaluationReport:
                 a.set_title(f"{key}: y = {f['slope']:.3f} x + {f['intercept']:.3f}, R² = {f['r2']:.3f}", fontsize=8)
                 a.legend(fontsize=7)
             fig.tight_layout()
-            written.append(_save_fig(fig, fig_dir / "roi_regression.png"))
+            written.append(save_figure(fig, fig_dir / "roi_regression.png"))
             plt.close(fig)
         return written
-
-
-def _table(rows: list[dict], keys: Sequence[str]) -> list[str]:
-    grouped: dict[tuple, list[dict]] = {}
-    for r in rows:
-        grouped.setdefault((r["scale"], r["method"]), []).append(r)
-    lines = []
-    for (scale, method), rs in sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        cells = []
-        for k in keys:
-            v = np.array([r.get(k, math.nan) for r in rs], dtype=np.float64)
-            v = v[np.isfinite(v)]
-            if not v.size:
-                cells.append("n/a")
-            else:
-                cells.append(f"{v.mean():.4f}" if v.size < 2 else f"{v.mean():.4f} ± {v.std(ddof=1):.4f}")
-        lines.append(f"| {scale:g} | {method} | " + " | ".join(cells) + f" | {len(rs)} |")
-    return lines
-
-
-def _atomic(path: Path, suffix: str = ""):
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _write_text(path: Path, text: str) -> Path:
-    tmp = _atomic(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
-
-
-def _write_json(path: Path, doc: Any) -> Path:
-    import json
-
-    from monai_inr.metrics.protocol import _json_safe
-
-    return _write_text(path, json.dumps(_json_safe(doc), indent=2, allow_nan=False) + "\n")
-
-
-def _save_fig(fig, path: Path) -> str:
-    tmp = _atomic(path, ".png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    return str(path)

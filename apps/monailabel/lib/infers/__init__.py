@@ -1,0 +1,3 @@
+from .super_resolution import SuperResolution
+
+__all__ = ["SuperResolution"]
