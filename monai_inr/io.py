@@ -68,6 +68,19 @@ _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 # ------------------------------------------------------------------------------------------------------ raw reads
 
 
+def _unreadable(label: str, error: Exception) -> InputError:
+    """The one sentence for a file nibabel cannot read."""
+    return InputError(f"{label}: not a readable NIfTI image ({type(error).__name__}).")
+
+
+def _voxels(img: Any, label: str) -> np.ndarray:
+    """The voxel data of an opened image (a truncated file fails only here)."""
+    try:
+        return np.asarray(img.dataobj)
+    except Exception as e:  # nibabel raises many types for corrupt files
+        raise _unreadable(label, e) from e
+
+
 def _open_nifti(path: str | os.PathLike, label: str | None = None, data: bool = True) -> tuple[Any, np.ndarray | None]:
     """``(nibabel image, voxel data or None)`` of a NIfTI file: the one place that says a file is missing or unreadable.
 
@@ -80,10 +93,9 @@ def _open_nifti(path: str | os.PathLike, label: str | None = None, data: bool = 
         raise InputError(f"{label}: file not found.")
     try:
         img = nib.load(str(p))
-        arr = np.asarray(img.dataobj) if data else None
     except Exception as e:  # nibabel raises many types for corrupt files
-        raise InputError(f"{label}: not a readable NIfTI image ({type(e).__name__}).") from e
-    return img, arr
+        raise _unreadable(label, e) from e
+    return img, (_voxels(img, label) if data else None)
 
 
 def is_dicom_dir(path: str | os.PathLike) -> bool:
@@ -314,10 +326,7 @@ def load_volume(
     else:
         img, _ = _open_nifti(path, label, data=False)
         _check_channels(img, label, channels)
-        try:
-            data = np.asarray(img.dataobj)
-        except Exception as e:  # truncated files fail only when the voxels are read
-            raise InputError(f"{label}: not a readable NIfTI image ({type(e).__name__}).") from e
+        data = _voxels(img, label)
         affine, header = np.asarray(img.affine, dtype=np.float64), img.header
     arr = check_volume(data, name=label, ndim=ndim)
     if require_geometry:

@@ -113,6 +113,7 @@ def run_simulate(
     phantom_seed: int | None = None,
 ) -> dict[str, Path]:
     """Simulate one subject from the synthetic brain and write it like scanner data plus the truth (see README)."""
+    # imported on first use, like monai_inr.data does, so `python -m monai_inr.data.phantom` runs it as __main__ cleanly
     from monai_inr.data.phantom import make_subject
 
     if raw_format not in ("h5", "npz"):

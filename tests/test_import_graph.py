@@ -1,4 +1,6 @@
-"""The package's import graph: no cycle among ``monai_inr`` modules, and ``monai_inr`` never imports ``preprocessing``.
+"""The package's import graph: no cycle among ``monai_inr`` modules, every import goes down the layers
+(errors < coords < io < transforms < networks, losses, metrics < inferers < data < engines, evaluation), and
+``monai_inr`` never imports ``preprocessing``.
 
 Imports are read with :mod:`ast` from every module of the package (module level and inside functions alike, so a cycle
 cannot hide behind a function-local import). ``from a.b import c`` is an edge to ``a.b.c`` when that is a module, else
@@ -131,3 +133,41 @@ def test_monai_inr_does_not_import_preprocessing():
         if imported == "preprocessing" or imported.startswith("preprocessing.")
     )
     assert not offenders, "; ".join(offenders)
+
+
+#: the package's layers, bottom to top: a module may import its own layer and the layers below, never one above
+LAYERS = {
+    "errors": 0,
+    "coords": 1,
+    "io": 2,
+    "transforms": 3,
+    "networks": 4,
+    "losses": 4,
+    "metrics": 4,
+    "inferers": 5,
+    "data": 6,
+    "engines": 7,
+    "evaluation": 7,
+    "demo": 8,
+}
+
+
+def _layer(module: str) -> tuple[str, int | None]:
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else ""
+    return top, LAYERS.get(top, 99 if not top else None)
+
+
+def test_every_subpackage_has_a_layer():
+    unknown = sorted({_layer(m)[0] for m in _modules() if _layer(m)[1] is None})
+    assert not unknown, f"add {unknown} to LAYERS in tests/test_import_graph.py"
+
+
+def test_no_module_imports_a_higher_layer():
+    upward = sorted(
+        f"{a} imports {b}"
+        for a, targets in import_graph().items()
+        for b in targets
+        if _layer(a)[1] is not None and _layer(b)[1] is not None and _layer(b)[1] > _layer(a)[1] and _layer(b)[1] != 99
+    )
+    assert not upward, "; ".join(upward)

@@ -15,7 +15,7 @@ from monai_inr.data.nexus import (
     build_nexus_dataset,
     phantom_to_nexus_labels,
 )
-from monai_inr.engines.checks import check_nexus_datalist as check_datalist
+from monai_inr.engines.checks import check_nexus_datalist
 from monai_inr.errors import InputError
 from monai_inr.transforms import NexusZScored, RandNexusPatchd
 
@@ -168,8 +168,8 @@ def test_paired_patches_cover_one_field_of_view(dataset):
 
 def test_missing_labels_with_segmentation_on_is_an_input_error(dataset):
     items = json.loads(Path(dataset).read_text())["training"]
-    assert check_datalist(items, segmentation=True) == items
+    assert check_nexus_datalist(items, segmentation=True) == items
     no_label = [{k: v for k, v in it.items() if k != "label"} for it in items]
     with pytest.raises(InputError, match="segmentation-enhanced learning is on"):
-        check_datalist(no_label, segmentation=True)
-    assert check_datalist(no_label, segmentation=False) == no_label
+        check_nexus_datalist(no_label, segmentation=True)
+    assert check_nexus_datalist(no_label, segmentation=False) == no_label

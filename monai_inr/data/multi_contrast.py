@@ -62,6 +62,7 @@ def build_multi_contrast_dataset(
         profile: slice profile of :class:`~monai_inr.transforms.ThickSliceAcquisition`.
         lesion: fraction of subjects with a tumour (or a boolean).
     """
+    # imported on first use, like monai_inr.data does, so `python -m monai_inr.data.phantom` runs it as __main__ cleanly
     from monai_inr.data.phantom import FILE_SUFFIXES, lesion_flags, make_subject, subject_seed
 
     if isinstance(num_subjects, bool) or int(num_subjects) < 1:

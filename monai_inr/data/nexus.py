@@ -194,6 +194,7 @@ def build_nexus_dataset(
     Raises:
         InputError: bad counts, non-integer slice factors or bad axes.
     """
+    # imported on first use, like monai_inr.data does, so `python -m monai_inr.data.phantom` runs it as __main__ cleanly
     from monai_inr.data.phantom import PHANTOM_VERSION, lesion_flags, make_subject, subject_seed
 
     counts = {"training": num_train, "validation": num_val, "test": num_test}

@@ -5,7 +5,7 @@ it through :func:`monai_inr.evaluation.bundle.fit_subject`. Its pieces live in t
 :mod:`monai_inr.coords`, the subject and its samples in :mod:`monai_inr.data.coordinates`, the loss in
 :mod:`monai_inr.losses.multi_contrast`, the batches in :mod:`monai_inr.engines.prepare_batch`, the MI early stopping in
 :mod:`monai_inr.engines.early_stopping` and the grid inference in :mod:`monai_inr.inferers.grid`. Here:
-:class:`LossPSNR`, the training log's PSNR.
+:func:`loss_psnr` and :class:`LossPSNR`, the training log's PSNR.
 """
 
 from __future__ import annotations
@@ -15,7 +15,13 @@ import math
 import torch
 from ignite.metrics import Average
 
-__all__ = ["LossPSNR"]
+__all__ = ["loss_psnr", "LossPSNR"]
+
+
+def loss_psnr(loss: float | torch.Tensor, num_contrasts: int = 2) -> float:
+    """``-10 log10(loss / num_contrasts)`` dB (floored at 1e-12): the PSNR of a summed per-contrast MSE on [0, 1]."""
+    v = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+    return -10.0 * math.log10(max(v / int(num_contrasts), 1e-12))
 
 
 class LossPSNR(Average):
@@ -30,5 +36,4 @@ class LossPSNR(Average):
         super().__init__(output_transform=output_transform or (lambda out: out["loss"].detach()), device=device)
 
     def compute(self) -> float:
-        v = float(super().compute())
-        return -10.0 * math.log10(max(v / self.num_contrasts, 1e-12))
+        return loss_psnr(float(super().compute()), self.num_contrasts)
