@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from monai_inr.coords import fov_affine, scaled_shape
+from monai_inr.evaluation.methods import interpolate
 from monai_inr.io import load_volume, save_nifti
 from monai_inr.transforms.functional import resize_cell_centred
 
@@ -99,8 +100,8 @@ def main(output_dir: str = "runs/demo", skip_training: bool = False) -> Path:
         _bundle("inference", ["inference.json", "quick.json"], bundle_root=str(root), input_image=str(lr_file), scale=scale,
                 output_dir=str(out / "sr"))
         sr, _ = load_volume(out / "sr" / lr_file.name.replace(".nii.gz", "_sr.nii.gz"))
-        cubic = np.clip(resize_cell_centred(lr, sr.shape, order=3), 0, 1)
-        nearest = resize_cell_centred(lr, sr.shape, order=0)
+        cubic = np.clip(interpolate(lr, sr.shape, "cubic"), 0, 1)
+        nearest = interpolate(lr, sr.shape, "nearest")
         gt_on_sr = gt if gt.shape == sr.shape else resize_cell_centred(gt, sr.shape, order=1)
         montage(nearest, cubic, np.clip(sr, 0, 1), gt_on_sr, f"ArSSR x{scale:g} (unseen synthetic subject)",
                 out / f"montage_x{scale:g}.png")
