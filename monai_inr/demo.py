@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from monai_inr.coords import fov_affine, scaled_shape
+from monai_inr.evaluation.methods import interpolate
 from monai_inr.evaluation.report import write_montage
 from monai_inr.evaluation.runner import Reference, protocol_scores
 from monai_inr.io import load_volume, save_nifti
@@ -101,8 +102,7 @@ def main(output_dir: str = "runs/demo", ckpt_path: str | None = None) -> Path:
         _bundle("inference", ["inference.json"], bundle_root=str(BUNDLE), ckpt_path=str(ckpt), input_image=str(lr_file),
                 scale=scale, output_dir=str(out / "sr"))
         sr, _ = load_volume(out / "sr" / f"{name}_sr.nii.gz")
-        preds = {"ArSSR (shipped)": sr, "cubic": resize_cell_centred(lr, hr.shape, order=3),
-                 "trilinear": resize_cell_centred(lr, hr.shape, order=1)}
+        preds = {"ArSSR (shipped)": sr, **{b: interpolate(lr, hr.shape, b) for b in ("cubic", "trilinear")}}
         ref = Reference(subject=name, images=[hr], affine=affine, mask=mask)
         for method, pred in preds.items():
             s = protocol_scores([pred], ref, ["t1w"])
@@ -111,7 +111,7 @@ def main(output_dir: str = "runs/demo", ckpt_path: str | None = None) -> Path:
                          f"{s['psnr_t1w']:.2f} |")
         lo, hi = reference_intensity_map(hr)
         k = hr.shape[2] // 2
-        panels = {"LR (nearest)": resize_cell_centred(lr, hr.shape, order=0)[..., k], **{m: p[..., k] for m, p in preds.items()}}
+        panels = {"LR (nearest)": interpolate(lr, hr.shape, "nearest")[..., k], **{m: p[..., k] for m, p in preds.items()}}
         write_montage({m: apply_intensity_map(p, lo, hi) for m, p in panels.items()}, out / f"montage_{name}.png",
                       reference=apply_intensity_map(hr[..., k], lo, hi), title=f"{what}: x{scale:g}, {degradation}")
     table = "\n".join(["| scale | LR input | method | PSNR in brain (dB) | SSIM in brain | PSNR whole (dB) |",

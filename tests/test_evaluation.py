@@ -181,3 +181,27 @@ def test_multi_contrast_evaluation_refuses_network_settings_its_fits_would_ignor
     with pytest.raises(InputError, match="unknown evaluation method"):
         MultiContrastEvaluation([{"subject": "x"}], files, methods=["bicubic"])
     assert torch.is_tensor(next(same.parameters()))
+
+
+def test_a_config_level_evaluation_writes_metrics_tables_markdown_and_figures(subject, tmp_path):
+    from monai_inr import coords
+    from monai_inr.evaluation import Evaluation
+
+    item, gt1, _ = subject
+    hr_affine = nib.load(item["t1w"]).affine
+    lr_shape = (gt1.shape[0], gt1.shape[1], gt1.shape[2] // 2)
+    lr = resize_cell_centred(gt1, lr_shape, order=1)
+    item = dict(item, t1w_lr=_nifti(tmp_path / "t1_lr.nii.gz", lr))
+    nib.save(nib.Nifti1Image(lr, coords.fov_affine(hr_affine, gt1.shape, lr_shape)), item["t1w_lr"])
+    methods = {m: InterpolationMethod(m, ["t1w_lr"], "t1w") for m in ("Cubic", "Trilinear", "LR input")}
+    ev = Evaluation([item], methods, ["t1w"], output_dir=tmp_path / "eval", title="# Realistic")
+    recs = ev.run()
+    assert [r["method"] for r in recs] == ["Cubic", "Trilinear", "LR input"]
+    assert recs[1]["psnr_t1w"] > recs[2]["psnr_t1w"]  # trilinear beats the LR voxels as they are
+    doc = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert doc["metadata"]["tables"]["comparison"]["rows"] == ["Cubic", "Trilinear", "LR input"]
+    md = (tmp_path / "eval" / "results.md").read_text()
+    assert md.startswith("# Realistic") and "| Cubic | 1 |" in md
+    assert (tmp_path / "eval" / "comparison.csv").is_file() and (tmp_path / "eval" / "figures" / "s1_t1w.png").is_file()
+    with pytest.raises(InputError, match="callables"):
+        Evaluation([item], {"x": "cubic"}, ["t1w"])

@@ -24,5 +24,5 @@ from .methods import (
     interpolate,
 )
 from .report import format_results_table, markdown_table, save_figure, write_metrics, write_montage, write_table
-from .runner import EvaluationRunner, Reference, load_reference, protocol_scores
+from .runner import Evaluation, EvaluationRunner, Reference, load_reference, protocol_scores, read_datalist
 from .tables import Column, TableSpec

@@ -88,6 +88,18 @@ def select_slices(
     return [int(good[i]) for i in np.unique(pick)]
 
 
+def reference_scores(image: np.ndarray, truth: np.ndarray, t2w: np.ndarray, mask: np.ndarray | None) -> dict[str, float]:
+    """PSNR/SSIM (data range 1) of an output clipped to [0, 1] against the calibrated truth (whole and inside
+    ``mask``) and against the T2w; 2D slices or 3D volumes."""
+    p = np.clip(image, 0.0, 1.0)
+    res = {"psnr_truth": psnr(p, truth, 1.0), "ssim_truth": ssim(p, truth, 1.0),
+           "psnr_t2w": psnr(p, t2w, 1.0), "ssim_t2w": ssim(p, t2w, 1.0)}
+    if mask is not None:
+        res["psnr_truth_mask"] = psnr(p, truth, 1.0, mask=mask)
+        res["ssim_truth_mask"] = ssim(p, truth, 1.0, mask=mask)
+    return res
+
+
 def _np(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
@@ -252,13 +264,7 @@ class ArRFREvaluationStep:
         m = head_s if head_s is not None and head_s.sum() >= 16 else None
 
         def score(img):
-            p = np.clip(img, 0.0, 1.0)
-            res = {"psnr_truth": psnr(p, truth_s, 1.0), "ssim_truth": ssim(p, truth_s, 1.0),
-                   "psnr_t2w": psnr(p, t2_s, 1.0), "ssim_t2w": ssim(p, t2_s, 1.0)}
-            if m is not None:
-                res["psnr_truth_mask"] = psnr(p, truth_s, 1.0, mask=m)
-                res["ssim_truth_mask"] = ssim(p, truth_s, 1.0, mask=m)
-            return res
+            return reference_scores(img, truth_s, t2_s, m)
 
         recs.append({**base, "scale": 1.0, "method": "input", **score(na_s)})
         recs.append({**base, "scale": 1.0, "method": "ArRFR", **score(self.fuse(net, na_s, t2_s, hr, device))})
@@ -285,13 +291,7 @@ class ArRFREvaluationStep:
         m = head if head is not None and head.sum() >= 16 else None
 
         def score(vol: np.ndarray) -> dict[str, float]:
-            p = np.clip(vol, 0.0, 1.0)
-            res = {"psnr_truth": psnr(p, truth_n, 1.0), "ssim_truth": ssim(p, truth_n, 1.0),
-                   "psnr_t2w": psnr(p, t2, 1.0), "ssim_t2w": ssim(p, t2, 1.0)}
-            if m is not None:
-                res["psnr_truth_mask"] = psnr(p, truth_n, 1.0, mask=m)
-                res["ssim_truth_mask"] = ssim(p, truth_n, 1.0, mask=m)
-            return res
+            return reference_scores(vol, truth_n, t2, m)
 
         def stack(planes: list[np.ndarray]) -> np.ndarray:
             return np.stack(planes, axis=axis).astype(np.float32)

@@ -44,7 +44,7 @@ from .methods import (
     baseline_order,
     target_grid,
 )
-from .report import markdown_table, select_rows, summaries, write_table
+from .report import write_report
 from .runner import EvaluationRunner, Reference, image_metric_keys, load_reference, read_datalist
 from .tables import NEXUS_TABLES, TableSpec
 
@@ -477,46 +477,23 @@ class NexusEvaluation:
         if not self.records:
             return
         specs = self._specs()
-        tables = {s.name: select_rows(self.records, s) for s in specs}
-        sums = {s.name: summaries(tables[s.name]["records"], s) for s in specs}
+        if self.segmentation:
+            specs[-1] = replace(specs[-1], note=self._seg_note())
         meta = {
             "task": "Nexus-INR evaluation (Zhang et al., arXiv 2508.03073, 2025; Tables 1, 2 and 5)",
             "datalist": str(self.datalist_path) if self.datalist_path else None,
             "degradation": self.data_metadata.get("degradation", ""),
             "methods": list(self.methods),
-            "tables": {
-                n: {"rows": t["rows"], "not_evaluated": t["not_evaluated"], "summary": sums[n]}
-                for n, t in tables.items()
-            },
             "segmentation": {
                 k: v for k, v in self.seg_info.items() if k not in ("files",)
             } if self.segmentation else None,
             "empty_classes": self.empty_classes,
             **self.metadata,
         }
-        csvs = {s.name: write_table(tables[s.name]["records"], self.output_dir, s) for s in specs}
         keys = image_metric_keys(self.names) + ["seconds"]
         if self.segmentation:
             keys += NEXUS_TABLES["segmentation"].metric_keys
-        res = write_metrics(self.records, self.output_dir, prefix="metrics", group_by=("method",), metric_keys=keys,
-                            metadata=meta)
-        md = self._intro()
-        for s in specs:
-            if s.name == "segmentation":
-                s = replace(s, note=self._seg_note())
-            t = tables[s.name]
-            md += [s.title, ""] + ([s.note, ""] if s.note else [])
-            if not t["rows"]:
-                md += ["No rows evaluated" + (
-                    f" (not evaluated: {', '.join(t['not_evaluated'])})" if t["not_evaluated"] else ""
-                ) + ".", ""]
-                continue
-            md.append(markdown_table(sums[s.name], s.with_rows(t["rows"])).rstrip("\n"))
-            if t["not_evaluated"]:
-                md += ["", f"Not evaluated (no method configured): {', '.join(t['not_evaluated'])}."]
-            md.append("")
-        path = write_text_atomic(self.output_dir / "results.md", "\n".join(md))
-        self.result = {"json": res["json"], "csv": csvs, "markdown": path, "summaries": sums}
+        self.result = write_report(self.records, self.output_dir, specs, self._intro(), keys, metadata=meta)
 
     def run(self) -> list[dict[str, Any]]:
         """Evaluate every subject (:class:`~monai_inr.evaluation.runner.EvaluationRunner`); returns the records

@@ -25,6 +25,7 @@ __all__ = [
     "markdown_table",
     "format_results_table",
     "write_table",
+    "write_report",
     "save_figure",
     "write_montage",
 ]
@@ -132,6 +133,48 @@ def write_table(records: Sequence[Mapping[str, Any]], output_dir: str | os.PathL
 def summaries(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> list[dict]:
     """:func:`~monai_inr.metrics.protocol.summarize` of a table's records over its groups and columns."""
     return summarize(records, group_by=spec.group_by, metric_keys=spec.metric_keys) if records else []
+
+
+def write_report(
+    records: Sequence[Mapping[str, Any]],
+    output_dir: str | os.PathLike,
+    tables: Sequence[TableSpec],
+    intro: Sequence[str],
+    metric_keys: Sequence[str] | None = None,
+    group_by: Sequence[str] = ("method",),
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The evaluation's files: one CSV per table (:func:`write_table`), ``metrics.json`` and ``metrics.csv`` of all
+    records (:func:`write_metrics`, with every table's rows and summary in its metadata) and ``results.md`` (``intro``
+    lines, then every table with its title and note; rows without records listed as not evaluated).
+
+    Returns:
+        ``{"json": Path, "csv": {table: Path}, "markdown": Path, "summaries": {table: summary rows}}``.
+    """
+    out = Path(output_dir)
+    selected = {s.name: select_rows(records, s) for s in tables}
+    sums = {s.name: summaries(selected[s.name]["records"], s) for s in tables}
+    meta = {
+        **dict(metadata or {}),
+        "tables": {n: {"rows": t["rows"], "not_evaluated": t["not_evaluated"], "summary": sums[n]}
+                   for n, t in selected.items()},
+    }
+    csvs = {s.name: write_table(selected[s.name]["records"], out, s) for s in tables}
+    res = write_metrics(records, out, prefix="metrics", group_by=group_by, metric_keys=metric_keys, metadata=meta)
+    md = list(intro)
+    for s in tables:
+        t = selected[s.name]
+        md += [s.title, ""] + ([s.note, ""] if s.note else [])
+        if not t["rows"]:
+            missing = f" (not evaluated: {', '.join(t['not_evaluated'])})" if t["not_evaluated"] else ""
+            md += [f"No rows evaluated{missing}.", ""]
+            continue
+        md.append(markdown_table(sums[s.name], s.with_rows(t["rows"])).rstrip("\n"))
+        if t["not_evaluated"]:
+            md += ["", f"Not evaluated (no method configured): {', '.join(t['not_evaluated'])}."]
+        md.append("")
+    path = write_text_atomic(out / "results.md", "\n".join(md))
+    return {"json": res["json"], "csv": csvs, "markdown": path, "summaries": sums}
 
 
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> str:

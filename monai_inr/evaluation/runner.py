@@ -28,7 +28,7 @@ from monai_inr.metrics.protocol import apply_intensity_map, reference_intensity_
 
 from .methods import Method
 
-__all__ = ["read_datalist", "Reference", "load_reference", "protocol_scores", "IMAGE_METRICS", "image_metric_keys", "EvaluationRunner"]
+__all__ = ["Evaluation", "read_datalist", "Reference", "load_reference", "protocol_scores", "IMAGE_METRICS", "image_metric_keys", "EvaluationRunner"]
 
 logger = logging.getLogger(__name__)
 
@@ -216,4 +216,82 @@ class EvaluationRunner:
         if self.on_complete is not None:
             engine.add_event_handler(Events.COMPLETED, lambda e: self.on_complete())
         engine.run(self.items, max_epochs=1)
+        return self.records
+
+
+class Evaluation:
+    """A complete evaluation from a bundle config: datalist -> methods -> protocol -> ``metrics.json``, one CSV per
+    table, ``results.md`` and ``figures/`` under ``output_dir``.
+
+    The building block for an evaluation set in any bundle's ``evaluate.json`` (e.g. realistic subjects)::
+
+        "realistic_evaluation": {
+            "_target_": "monai_inr.evaluation.Evaluation",
+            "datalist": "@realistic_datalist",
+            "methods": {"Cubic": "$monai_inr.evaluation.InterpolationMethod('cubic', ['image_lr'], 'image')",
+                        "ArSSR": "$monai_inr.evaluation.ArSSRMethod(@network, @ckpt, inputs=['image_lr'], target='image')"},
+            "references": ["image"],
+            "output_dir": "$@output_dir + '/realistic'"
+        }
+
+    Args:
+        datalist: a datalist path (its ``split``) or the items; each item holds the LR inputs the methods read, the
+            ground truths ``references`` and the foreground mask ``mask_key``.
+        methods: ordered ``{row name: method}`` (:mod:`monai_inr.evaluation.methods`).
+        references: item keys of the ground truths, one per contrast, in the order the methods return them.
+        names: contrast names in the metric keys (default ``references``).
+        tables: the tables to write (default one comparison table of every method with the protocol's columns).
+        title: first line of ``results.md``.
+        figures: write the per-subject montages with error maps.
+        metadata: stored in ``metrics.json`` (data, degradation, checkpoints).
+    """
+
+    def __init__(
+        self,
+        datalist: str | os.PathLike | Sequence[Mapping[str, Any]],
+        methods: Mapping[str, Method],
+        references: Sequence[str],
+        output_dir: str | os.PathLike = "eval",
+        names: Sequence[str] | None = None,
+        tables: Sequence[Any] | None = None,
+        split: str = "test",
+        mask_key: str = "mask",
+        title: str = "# Evaluation",
+        figures: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        from .tables import TableSpec, image_columns
+
+        self.items, doc = read_datalist(datalist, split)
+        if not methods or any(not callable(m) for m in methods.values()):
+            raise InputError("evaluation methods must be a non-empty mapping of callables (item) -> predictions.")
+        self.methods = dict(methods)
+        self.references = list(references)
+        self.names = list(names) if names is not None else self.references
+        self.mask_key = mask_key
+        self.output_dir = Path(output_dir)
+        self.tables = list(tables) if tables is not None else [
+            TableSpec("comparison", "## Comparison", image_columns(self.names, self.names))
+        ]
+        self.title = title
+        self.figures = bool(figures)
+        self.metadata = {"degradation": doc.get("metadata", {}).get("degradation", ""), **dict(metadata or {})}
+        self.records: list[dict[str, Any]] = []
+        self.result: dict[str, Any] = {}
+
+    def run(self) -> list[dict[str, Any]]:
+        """Evaluate every item and write the report; returns the records."""
+        from .report import write_report
+
+        runner = EvaluationRunner(
+            self.items, self.methods, lambda it: load_reference(it, self.references, self.mask_key), self.names,
+            log_keys=[f"psnr_{n}" for n in self.names] + [f"ssim_{n}" for n in self.names],
+            figure_dir=self.output_dir / "figures" if self.figures else None,
+        )
+        self.records = runner.run()
+        intro = [self.title, "", f"{len(self.items)} subject(s); mean ± SD over subjects; protocol of "
+                 "monai_inr.metrics.protocol (ground-truth min/max to [0, 1], predictions clipped, 3D PSNR/SSIM with "
+                 "data range 1, whole field of view and inside the mask).", ""]
+        keys = image_metric_keys(self.names) + ["seconds"]
+        self.result = write_report(self.records, self.output_dir, self.tables, intro, keys, metadata=self.metadata)
         return self.records
