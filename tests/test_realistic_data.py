@@ -13,7 +13,7 @@ from monai_inr.coords import fov_affine, spacing_from_affine
 from monai_inr.data import anatomy as A
 from monai_inr.data import phantom as P
 from monai_inr.data import realistic as R
-from monai_inr.io import InputError
+from monai_inr.errors import InputError
 
 needs_colin27 = pytest.mark.skipif(
     not A.colin27_available(),
@@ -140,8 +140,8 @@ def test_subjects_deterministic_and_on_the_colin27_fov(colin):
 @needs_colin27
 def test_dataset_layout_geometry_and_labels(dataset):
     path, doc = dataset
-    assert set(doc) == {"training", "validation", "test", "real", "metadata"}
-    assert [len(doc[s]) for s in ("training", "validation", "test", "real")] == [2, 1, 2, 1]
+    assert set(doc) == {"training", "validation", "test", "real", "real_training", "metadata"}
+    assert [len(doc[s]) for s in ("training", "validation", "test", "real", "real_training")] == [2, 1, 2, 1, 1]
     meta = doc["metadata"]
     assert meta["hemispheres"] == {"training": "left", "validation": "right", "test": "right"}
     src = nib.load(str(A.colin27_files()["t1w"]))
@@ -204,6 +204,16 @@ def test_real_scan_item(dataset):
     # labels agree with the real contrast: WM brighter than GM in the real T1w
     data = np.asarray(src.dataobj, np.float32)
     assert data[lab == 3].mean() > data[lab == 2].mean() > data[lab == 1].mean()
+    # the real scan's training hemisphere: cropped to the left of the plane, world positions kept
+    train = doc["real_training"][0]
+    timg = nib.load(train["image"])
+    ta = timg.affine
+    assert np.allclose(ta[:3, :3], src.affine[:3, :3])
+    x_max = ta[0, 0] * (timg.shape[0] - 1) + ta[0, 3]
+    assert x_max < doc["metadata"]["mirror_plane_x_mm"]
+    off = np.round(np.linalg.solve(src.affine[:3, :3], ta[:3, 3] - src.affine[:3, 3])).astype(int)
+    box = tuple(slice(o, o + n) for o, n in zip(off, timg.shape))
+    np.testing.assert_array_equal(np.asarray(timg.dataobj), np.asarray(src.dataobj, np.float32)[box])
 
 
 @needs_colin27
