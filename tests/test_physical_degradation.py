@@ -26,7 +26,7 @@ from monai_inr.transforms import (
 
 
 def _brain(shape=(40, 44, 36), seed=0):
-    """A smooth non-negative 'brain': WM ball (label 3, level 1.0) inside GM (label 2, 0.7) inside CSF (label 1, 0.2)."""
+    """A smooth non-negative 'brain': WM ball (label 3, level 1.0) in GM (label 2, 0.7) in CSF (label 1, 0.2)."""
     rng = np.random.default_rng(seed)
     idx = np.indices(shape).astype(np.float32)
     c = (np.asarray(shape, np.float32) - 1)[:, None, None, None] / 2

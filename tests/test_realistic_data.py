@@ -212,6 +212,16 @@ def test_real_scan_item(dataset):
     # labels agree with the real contrast: WM brighter than GM in the real T1w
     data = np.asarray(src.dataobj, np.float32)
     assert data[lab == 3].mean() > data[lab == 2].mean() > data[lab == 1].mean()
+    # the real scan's training hemisphere: cropped to the left of the plane, world positions kept
+    train = doc["real_training"][0]
+    timg = nib.load(train["image"])
+    ta = timg.affine
+    assert np.allclose(ta[:3, :3], src.affine[:3, :3])
+    x_max = ta[0, 0] * (timg.shape[0] - 1) + ta[0, 3]
+    assert x_max < doc["metadata"]["mirror_plane_x_mm"]
+    off = np.round(np.linalg.solve(src.affine[:3, :3], ta[:3, 3] - src.affine[:3, 3])).astype(int)
+    box = tuple(slice(o, o + n) for o, n in zip(off, timg.shape))
+    np.testing.assert_array_equal(np.asarray(timg.dataobj), np.asarray(src.dataobj, np.float32)[box])
 
 
 @needs_colin27

@@ -44,7 +44,6 @@ from scipy import ndimage as ndi
 from monai_inr.coords import fov_affine, spacing_from_affine
 from monai_inr.data.phantom import Anatomy, anatomy_from_fractions, load_template
 from monai_inr.errors import InputError
-from monai_inr.io import atomic_path
 
 __all__ = [
     "COLIN27_PACKAGE",
@@ -456,7 +455,8 @@ def labels_from_fractions(fractions: np.ndarray) -> np.ndarray:
 def colin27_anatomy(resolution_mm: float = 0.5) -> Anatomy:
     """The Colin27 brain as an :class:`~monai_inr.data.phantom.Anatomy` (field of view of ``ch2better``)."""
     seg = colin27_segmentation(resolution_mm)
-    return _anatomy(seg, colin27_files()["t1w"], "colin27", "Colin27 single subject (ch2better, Debian mricron-data), Atropos tissue "
+    return _anatomy(seg, colin27_files()["t1w"], "colin27",
+                    "Colin27 single subject (ch2better, Debian mricron-data), Atropos tissue "
                     f"fractions at {float(resolution_mm):g} mm")
 
 

@@ -1,4 +1,4 @@
-"""Realistic subjects: real individual anatomy (Colin27, or a T1w the user passes) through the phantom's signal equations.
+"""Realistic subjects: real individual anatomy (Colin27, or a user's T1w) through the phantom's signal equations.
 
 Each subject is :func:`monai_inr.data.phantom.make_subject` on an :class:`~monai_inr.data.phantom.Anatomy` from
 :mod:`monai_inr.data.anatomy` instead of the population-average MNI152 template: the tissue fractions of one real brain

@@ -383,7 +383,9 @@ class ThickSliceAcquisition(Transform):
     ) -> None:
         validate_downsampling_scale(factor, 1, name="factor")
         if not (np.isfinite(gap) and 0.0 <= float(gap) < 1.0):
-            raise ValueError(f"ThickSliceAcquisition: gap must be a fraction of the slice spacing in [0, 1), got {gap}.")
+            raise ValueError(
+                f"ThickSliceAcquisition: gap must be a fraction of the slice spacing in [0, 1), got {gap}."
+            )
         if thickness is not None and gap:
             raise ValueError("ThickSliceAcquisition: give either thickness or gap, not both.")
         if profile not in ("box", "gaussian", "none"):
@@ -777,7 +779,9 @@ def _item_reference(d: Mapping, reference_key: str | None) -> float | None:
     if reference_key is None or reference_key not in d:
         return None
     v = d[reference_key]
-    return float(v.detach().cpu().reshape(-1)[0]) if isinstance(v, torch.Tensor) else float(np.asarray(v).reshape(-1)[0])
+    if isinstance(v, torch.Tensor):
+        return float(v.detach().cpu().reshape(-1)[0])
+    return float(np.asarray(v).reshape(-1)[0])
 
 
 # ------------------------------------------------------------------------------------------ physical acquisition
@@ -916,10 +920,15 @@ class PhysicalAcquisition(Randomizable, Transform):
         if self._snr is not None:
             sigma = max(ref, 1e-12) / self._snr
             g = torch.from_numpy(self.R.standard_normal((2, *z.shape)).astype(np.float32)).to(z.device)
-            z = z + torch.complex(g[0], g[1]) * sigma if z.is_complex() else torch.complex(z + g[0] * sigma, g[1] * sigma)
+            if z.is_complex():
+                z = z + torch.complex(g[0], g[1]) * sigma
+            else:
+                z = torch.complex(z + g[0] * sigma, g[1] * sigma)
         out = z.abs().to(torch.float32).contiguous()
         f = downsampling_factors(spatial, shape)
-        kind = "3d" if axis is None else f"2d_{self.profile}(axis={axis}" + (f",gap={self.slice_gap:g})" if self.slice_gap else ")")
+        kind = "3d"
+        if axis is not None:
+            kind = f"2d_{self.profile}(axis={axis}" + (f",gap={self.slice_gap:g})" if self.slice_gap else ")")
         desc = _describe(f"physical_{kind}", f) + (f"+snr({self._snr:.3g})" if sigma is not None else "")
         self.last = {"snr": self._snr if sigma is not None else None, "sigma": sigma, "reference": ref,
                      "slice_axis": axis, "profile": self.profile, "slice_gap": self.slice_gap, "factors": f,
@@ -960,7 +969,8 @@ class PhysicalAcquisitiond(Randomizable, MapTransform):
         if scale is None and scale_key is None:
             raise ValueError("PhysicalAcquisitiond: give a scale, or a scale_key naming the per-item scale.")
         self.acquire = PhysicalAcquisition(scale, slice_axis, profile, slice_gap, snr, random_phase, wm_label, quantile)
-        self.scale_key, self.label_key, self.mask_key, self.reference_key = scale_key, label_key, mask_key, reference_key
+        self.scale_key, self.label_key = scale_key, label_key
+        self.mask_key, self.reference_key = mask_key, reference_key
 
     def set_random_state(self, seed=None, state=None):
         super().set_random_state(seed, state)
