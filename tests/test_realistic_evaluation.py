@@ -157,3 +157,26 @@ def test_arssr_overlay_end_to_end(datalist, tmp_path):
     figures = sorted(p.name for p in (out / "figures").iterdir())
     assert "sub-0001_kspace_snr20_x3_t1w.png" in figures and len(figures) == 8
     assert (out / "inputs" / "real" / "real-0000_t1w_cubic_x2.nii.gz").is_file()
+
+
+@pytest.mark.parametrize("bundle,row", [("multi_contrast_inr", "MC-INR"), ("nexus_inr", "Nexus-INR")])
+def test_multi_contrast_overlays_parse(datalist, tmp_path, bundle, row):
+    """The anisotropic overlays build thick-slice T1w (axial) and T2w (coronal) inputs of the realistic test split."""
+    from monai.bundle import ConfigParser
+
+    configs = REPO / "bundles" / bundle / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(configs / "train.json"), str(configs / "evaluate_realistic.json")])
+    parser["bundle_root"] = str(tmp_path)
+    parser["realistic_datalist"] = str(datalist)
+    items = parser.get_parsed_content("eval_realistic_items")
+    scales = parser.get_parsed_content("eval_realistic_scales")
+    degs = parser.get_parsed_content("eval_realistic_degradations")
+    assert len(items) == len(scales) * len(degs) and {it["split"] for it in items} == {"test"}
+    hr_shape = load_volume(items[0]["t1w"])[0].shape
+    it = items[-1]
+    t1, t2 = load_volume(it["t1w_lr"])[0].shape, load_volume(it["t2w_lr"])[0].shape
+    assert t1[:2] == hr_shape[:2] and t1[2] < hr_shape[2]  # axial thick slices
+    assert t2[0] == hr_shape[0] and t2[2] == hr_shape[2] and t2[1] < hr_shape[1]  # coronal thick slices
+    target = parser["eval_realistic_method"]["_target_"]
+    assert target.endswith({"MC-INR": "MultiContrastINRMethod", "Nexus-INR": "NexusINRMethod"}[row])

@@ -55,6 +55,7 @@ __all__ = [
     "build_degraded_inputs",
     "realistic_reference",
     "baseline_methods",
+    "realistic_methods",
     "realistic_tables",
     "run_realistic_evaluation",
     "evaluate_arssr_realistic",
@@ -181,6 +182,7 @@ def build_degraded_inputs(
     slice_axes: Mapping[str, int] | int = 2,
     num_subjects: int | None = None,
     seed: int = 0,
+    contrast_factors: Mapping[str, float] | None = None,
     label_key: str = "label",
     mask_key: str = "mask",
 ) -> list[dict[str, Any]]:
@@ -200,6 +202,8 @@ def build_degraded_inputs(
         slice_axes: slice axis per contrast (a mapping) or one for all (``thick_*`` and ``kspace2d``).
         num_subjects: at most this many subjects per split (``None``: all).
         seed: noise seeds are derived from it, the subject, the contrast, the degradation and the scale.
+        contrast_factors: per-contrast multiplier of the scale (e.g. Nexus-INR's ``{"t1w": 1, "t2w": 2}``: at scale
+            2 the T1w has 2x thicker slices along its slice axis and the T2w 4x along its own); default 1.
 
     Returns:
         One item per (split, subject, degradation, scale): the subject's item (ground truths, ``mask``, ``label``,
@@ -214,6 +218,7 @@ def build_degraded_inputs(
     if not scales or any(not np.isfinite(s) or s < 1 for s in scales):
         raise InputError(f"evaluation scales must be downsampling factors >= 1, got {list(scales)}.")
     axes = {c: int(slice_axes[c] if isinstance(slice_axes, Mapping) else slice_axes) for c in contrasts}
+    mult = {c: float((contrast_factors or {}).get(c, 1.0)) for c in contrasts}
     out = Path(output_dir)
     items: list[dict[str, Any]] = []
     for split in splits:
@@ -242,10 +247,11 @@ def build_degraded_inputs(
                     item: dict[str, Any] = {**subj, "subject": sid, "split": split, "scale": scale,
                                             "degradation": deg.name, "snr": deg.snr, "case": case}
                     for c in contrasts:
-                        path = out / split / f"{sid}_{c}_{deg.name}_{_scale_tag(scale)}.nii.gz"
-                        s = _seed(seed, split, sid, c, deg.name, scale)
+                        cs = scale * mult[c]
+                        path = out / split / f"{sid}_{c}_{deg.name}_{_scale_tag(cs)}.nii.gz"
+                        s = _seed(seed, split, sid, c, deg.name, cs)
                         params = {"version": REALISTIC_EVAL_VERSION, "source": _source_stamp(str(subj[c])),
-                                  "degradation": deg.name, "scale": scale, "slice_axis": axes[c], "seed": s,
+                                  "degradation": deg.name, "scale": cs, "slice_axis": axes[c], "seed": s,
                                   "wm_reference": "label" if label is not None else "mask"}
                         side = path.with_name(path.name[: -len(".nii.gz")] + ".json")
                         info = None
@@ -259,11 +265,12 @@ def build_degraded_inputs(
                             if c not in hr:
                                 hr[c] = load_volume(subj[c], name=c, require_geometry=True)
                             arr, aff = hr[c]
-                            lr, lr_aff, info = degrade(arr, aff, deg, scale, axes[c], label=label, mask=mask, seed=s)
+                            lr, lr_aff, info = degrade(arr, aff, deg, cs, axes[c], label=label, mask=mask, seed=s)
                             save_nifti(lr, lr_aff, path)
                             write_text_atomic(side, json.dumps(json_safe({"params": params, "info": info}), indent=1))
                         item[f"{c}_lr"] = str(path.resolve())
                         item[f"{c}_noise_sigma"] = info.get("sigma")
+                        item[f"{c}_factors"] = info.get("factors")
                     items.append(item)
     if not items:
         raise InputError(f"the realistic evaluation has no subjects with {list(contrasts)} in the splits "
@@ -292,6 +299,12 @@ def baseline_methods(names: Sequence[str] = ("t1w",), baselines: Sequence[str] =
     labels = dict(labels or {})
     return {labels.get(b, b.capitalize()): InterpolationMethod(b, inputs=[f"{n}_lr" for n in names], target=names[0])
             for b in baselines}
+
+
+def realistic_methods(names: Sequence[str], methods: Mapping[str, Method],
+                      baselines: Sequence[str] = ("cubic", "trilinear")) -> dict[str, Method]:
+    """The baselines (:func:`baseline_methods`) followed by a bundle's ``methods`` (``{row: method}``)."""
+    return {**baseline_methods(names, baselines), **dict(methods)}
 
 
 def realistic_tables(names: Sequence[str]) -> list[tuple[str, str]]:
