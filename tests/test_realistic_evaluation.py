@@ -29,11 +29,13 @@ def _subject(out: Path, i: int, shape=SHAPE) -> dict[str, str]:
     t1 = np.choose(lab, [0.0, 0.2, 0.6, 1.0]).astype(np.float32)
     t1 += 0.1 * gaussian_filter(rng.rand(*shape), 1.0).astype(np.float32)
     t2 = np.choose(lab, [0.0, 1.0, 0.7, 0.4]).astype(np.float32)
+    pd = np.choose(lab, [0.0, 1.0, 0.8, 0.65]).astype(np.float32)
     aff = np.array([[0.0, 0.0, 1.5, -10.0], [1.2, 0.0, 0.0, 5.0], [0.0, 1.0, 0.0, 3.0], [0, 0, 0, 1.0]])
     sid = f"sub-{i:04d}"
     return {"image": str(save_nifti(t1, aff, out / f"{sid}_T1w.nii.gz")),
             "t1w": str(out / f"{sid}_T1w.nii.gz"),
             "t2w": str(save_nifti(t2, aff, out / f"{sid}_T2w.nii.gz")),
+            "pd": str(save_nifti(pd, aff, out / f"{sid}_PDw.nii.gz")),
             "label": str(save_nifti(lab, aff, out / f"{sid}_dseg.nii.gz", dtype=np.uint8)),
             "mask": str(save_nifti(lab > 0, aff, out / f"{sid}_mask.nii.gz", dtype=np.uint8)),
             "subject": sid}
@@ -43,7 +45,7 @@ def _subject(out: Path, i: int, shape=SHAPE) -> dict[str, str]:
 def datalist(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("realistic_eval_data")
     items = [_subject(out, i) for i in range(3)]
-    real = {k: v for k, v in items[2].items() if k != "t2w"}  # the real scan: a T1w only
+    real = {k: v for k, v in items[2].items() if k not in ("t2w", "pd")}  # the real scan: a T1w only
     real["subject"] = "real-0000"
     path = out / "datalist.json"
     path.write_text(json.dumps({"training": items[:1], "test": items[1:2], "real": [real]}))
@@ -180,3 +182,33 @@ def test_multi_contrast_overlays_parse(datalist, tmp_path, bundle, row):
     assert t2[0] == hr_shape[0] and t2[2] == hr_shape[2] and t2[1] < hr_shape[1]  # coronal thick slices
     target = parser["eval_realistic_method"]["_target_"]
     assert target.endswith({"MC-INR": "MultiContrastINRMethod", "Nexus-INR": "NexusINRMethod"}[row])
+
+
+def test_dual_arbnet_overlay_noise(datalist, tmp_path):
+    """Dual-ArbNet's realistic overlay: its own k-space truncated slices of realistic T2w / PD, plus Rician noise at
+    the white-matter SNR of each contrast (measured on the HR volume), deterministic."""
+    from monai.bundle import ConfigParser
+
+    configs = REPO / "bundles" / "dual_arbnet" / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(configs / n) for n in ("train.json", "evaluate.json", "evaluate_realistic.json")])
+    parser["bundle_root"] = str(tmp_path)
+    parser["realistic_datalist"] = str(datalist)
+    parser["crop_multiple"] = 4
+    files = parser.get_parsed_content("test_files")
+    # white matter of the T2w is 0.4 on a [0, 1] volume, of the PD 0.65
+    assert len(files) == 1 and files[0]["image_wm"] == pytest.approx(0.4, abs=1e-4)
+    assert files[0]["reference_wm"] == pytest.approx(0.65, abs=1e-4)
+    for snr in (None, 20.0):
+        parser["eval_realistic_snr"] = snr if snr is not None else 1e9
+        parser.parse()
+        pre = parser.get_parsed_content("evaluate::preprocessing", lazy=False)
+        pre.set_random_state(seed=0)
+        ds = parser.get_parsed_content("evaluate::dataset", lazy=False)
+        ds.transform = pre
+        out = ds[0]
+        if snr is None:
+            clean = out["image"]
+        else:
+            assert out["image_snr"] == pytest.approx(20.0)
+            assert out["image"].shape == clean.shape and not torch.equal(out["image"], clean)

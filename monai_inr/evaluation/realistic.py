@@ -54,6 +54,7 @@ __all__ = [
     "degrade",
     "build_degraded_inputs",
     "realistic_reference",
+    "with_white_matter_reference",
     "baseline_methods",
     "realistic_methods",
     "realistic_tables",
@@ -276,6 +277,32 @@ def build_degraded_inputs(
         raise InputError(f"the realistic evaluation has no subjects with {list(contrasts)} in the splits "
                          f"{list(splits)} of the datalist.")
     return items
+
+
+def with_white_matter_reference(items: Sequence[Mapping[str, Any]], keys: Mapping[str, str],
+                                label_key: str = "label", normalize: str | None = "minmax") -> list[dict[str, Any]]:
+    """Items with the white-matter mean of each contrast: ``item[out] = WM mean of item[key]`` for ``key -> out`` in
+    ``keys`` (tissue labels ``item[label_key]``, white matter = 3), in the units a pipeline sees after
+    ``normalize="minmax"`` (:class:`~monai_inr.transforms.MinMaxNormalized`: ``(wm - min) / (max - min)`` of the whole
+    volume) or raw (``None``). A noise transform's ``reference_key`` then sets an SNR measured in white matter on the
+    HR volume, even after the pipeline has cut, cropped or truncated the image (e.g. Dual-ArbNet's 2D slices)."""
+    from monai_inr.transforms.degradation import white_matter_reference
+
+    out = []
+    for item in items:
+        lab, _ = load_volume(item[label_key], name=label_key)
+        new = dict(item)
+        for key, dst in keys.items():
+            arr, _ = load_volume(item[key], name=key)
+            wm = white_matter_reference(arr[None], label=lab)
+            if normalize == "minmax":
+                lo, hi = float(arr.min()), float(arr.max())
+                wm = (wm - lo) / max(hi - lo, 1e-12)
+            elif normalize is not None:
+                raise ValueError(f"normalize must be 'minmax' or None, got {normalize!r}.")
+            new[dst] = float(wm)
+        out.append(new)
+    return out
 
 
 def realistic_reference(names: Sequence[str], mask_key: str = "mask") -> Callable[[Mapping[str, Any]], Reference]:
