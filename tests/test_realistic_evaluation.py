@@ -30,12 +30,14 @@ def _subject(out: Path, i: int, shape=SHAPE) -> dict[str, str]:
     t1 += 0.1 * gaussian_filter(rng.rand(*shape), 1.0).astype(np.float32)
     t2 = np.choose(lab, [0.0, 1.0, 0.7, 0.4]).astype(np.float32)
     pd = np.choose(lab, [0.0, 1.0, 0.8, 0.65]).astype(np.float32)
+    na = np.choose(lab, [0.0, 140.0, 40.0, 30.0]).astype(np.float32)
     aff = np.array([[0.0, 0.0, 1.5, -10.0], [1.2, 0.0, 0.0, 5.0], [0.0, 1.0, 0.0, 3.0], [0, 0, 0, 1.0]])
     sid = f"sub-{i:04d}"
     return {"image": str(save_nifti(t1, aff, out / f"{sid}_T1w.nii.gz")),
             "t1w": str(out / f"{sid}_T1w.nii.gz"),
             "t2w": str(save_nifti(t2, aff, out / f"{sid}_T2w.nii.gz")),
             "pd": str(save_nifti(pd, aff, out / f"{sid}_PDw.nii.gz")),
+            "sodium": str(save_nifti(na, aff, out / f"{sid}_acq-23Na_TSC.nii.gz")),
             "label": str(save_nifti(lab, aff, out / f"{sid}_dseg.nii.gz", dtype=np.uint8)),
             "mask": str(save_nifti(lab > 0, aff, out / f"{sid}_mask.nii.gz", dtype=np.uint8)),
             "subject": sid}
@@ -45,7 +47,7 @@ def _subject(out: Path, i: int, shape=SHAPE) -> dict[str, str]:
 def datalist(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("realistic_eval_data")
     items = [_subject(out, i) for i in range(3)]
-    real = {k: v for k, v in items[2].items() if k not in ("t2w", "pd")}  # the real scan: a T1w only
+    real = {k: v for k, v in items[2].items() if k not in ("t2w", "pd", "sodium")}  # the real scan: a T1w only
     real["subject"] = "real-0000"
     path = out / "datalist.json"
     path.write_text(json.dumps({"training": items[:1], "test": items[1:2], "real": [real]}))
@@ -212,3 +214,25 @@ def test_dual_arbnet_overlay_noise(datalist, tmp_path):
         else:
             assert out["image_snr"] == pytest.approx(20.0)
             assert out["image"].shape == clean.shape and not torch.equal(out["image"], clean)
+
+
+def test_arrfr_overlay_items(datalist, tmp_path):
+    """ArRFR's realistic items: a low-resolution, low-SNR sodium scan on the T2w grid, the clean concentration as the
+    truth, in the format of the bundle's own evaluation."""
+    from monai.bundle import ConfigParser
+
+    configs = REPO / "bundles" / "arrfr" / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(configs / n) for n in ("train.json", "evaluate.json", "evaluate_realistic.json")])
+    parser["bundle_root"] = str(tmp_path)
+    parser["realistic_datalist"] = str(datalist)
+    parser["eval_realistic_scale"] = 2.0
+    files = parser.get_parsed_content("evaluate::files")
+    assert len(files) == 1 and set(files[0]) == {"subject", "lesion", "sodium", "t2w", "truth", "labels"}
+    na, na_aff = load_volume(files[0]["sodium"])
+    t2, t2_aff = load_volume(files[0]["t2w"])
+    truth, _ = load_volume(files[0]["truth"])
+    assert na.shape == t2.shape and np.allclose(na_aff, t2_aff)
+    # blurred and noisy, on the concentration scale
+    assert not np.allclose(na, truth, atol=1.0) and np.corrcoef(na.ravel(), truth.ravel())[0, 1] > 0.5
+    assert parser.get_parsed_content("evaluate::report::metadata::datalist") == str(datalist)

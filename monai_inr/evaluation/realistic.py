@@ -61,6 +61,7 @@ __all__ = [
     "run_realistic_evaluation",
     "evaluate_arssr_realistic",
     "arssr_realistic_methods",
+    "arrfr_realistic_items",
     "file_sha256",
 ]
 
@@ -475,6 +476,48 @@ def evaluate_arssr_realistic(
             "scales": list(scales), "degradations": list(degradations), "splits": list(splits)}
     return run_realistic_evaluation(items, methods, out_dir, ("t1w",), figures=figures,
                                     title=f"{method_name}: realistic evaluation", metadata=meta)
+
+
+# ----------------------------------------------------------------------------------------------------------- ArRFR
+
+
+def arrfr_realistic_items(
+    datalist: str | os.PathLike | Sequence[Mapping[str, Any]],
+    output_dir: str | os.PathLike,
+    scale: float = 4.0,
+    degradation: str = "kspace_snr10",
+    splits: Sequence[str] = ("test",),
+    num_subjects: int | None = None,
+    seed: int = 0,
+    sodium_key: str = "sodium",
+    t2w_key: str = "t2w",
+) -> list[dict[str, Any]]:
+    """ArRFR's evaluation items from realistic sodium + T2w subjects: ``{"subject", "lesion", "sodium", "t2w",
+    "truth", "labels"}``, the format of ``preprocessing.dataset.volume_entries``.
+
+    The sodium input is the realistic concentration map acquired at ``scale`` times the grid's voxel size with
+    ``degradation`` (default 3D k-space truncation plus complex noise at SNR 10 in white matter: a low-resolution,
+    low-SNR sodium scan; :func:`build_degraded_inputs`), then cubic-interpolated back onto the T2w grid as the sodium
+    preparation does (``<...>_on-t2w.nii.gz``, rewritten when older than its LR file); the truth is the clean
+    concentration map, the labels the subject's tissue labels (CSF 1, tumour 5).
+    """
+    from monai_inr.io import read_volume_header
+    from monai_inr.transforms.functional import resample_to_grid
+
+    items = build_degraded_inputs(datalist, output_dir, (scale,), (degradation,), splits, (sodium_key, t2w_key),
+                                  num_subjects=num_subjects, seed=seed)
+    out = []
+    for it in items:
+        lr_path = Path(it[f"{sodium_key}_lr"])
+        path = lr_path.with_name(lr_path.name[: -len(".nii.gz")] + "_on-t2w.nii.gz")
+        if not path.is_file() or path.stat().st_mtime_ns < lr_path.stat().st_mtime_ns:
+            shape, affine = read_volume_header(it[t2w_key])
+            lr, lr_aff = load_volume(lr_path)
+            save_nifti(np.clip(resample_to_grid(lr, lr_aff, shape, affine, order=3), 0.0, None), affine, path)
+        lab, _ = load_volume(it["label"], name="label")
+        out.append({"subject": it["case"], "lesion": bool((lab == 5).any()), "sodium": str(path.resolve()),
+                    "t2w": it[t2w_key], "truth": it[sodium_key], "labels": it["label"]})
+    return out
 
 
 def file_sha256(path: str | os.PathLike) -> str:
