@@ -106,7 +106,8 @@ def test_reference_metrics_handler(tmp_path):
 
     engine = Engine(step)
     engine.inferer = inferer
-    handler = ReferenceSRMetrics(tmp_path, extra_networks={"w/o ref": abl}, reference_free=["w/o ref"])
+    handler = ReferenceSRMetrics(tmp_path, extra_networks={"w/o ref": abl}, reference_free=["w/o ref"],
+                                 figure_dir=tmp_path / "figures")
     handler.attach(engine)
     engine.run(batches, max_epochs=1)
     recs = handler.records
@@ -116,6 +117,8 @@ def test_reference_metrics_handler(tmp_path):
     doc = json.loads((tmp_path / "metrics.json").read_text())
     assert doc["group_by"] == ["scale", "reference", "method"]
     assert "| none | w/o ref |" in (tmp_path / "metrics_table.md").read_text()
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["sub-1_T2w_x2_ref-HR.png",
+                                                                         "sub-1_T2w_x2_ref-LR.png"]
 
 
 def test_missing_ablation_checkpoint_names_the_command(tmp_path):

@@ -231,16 +231,19 @@ class ReferenceSRMetrics(_ProtocolHandler):
         slice_key: str = "slice_index",
         mask_threshold: float = 0.05,
         prefix: str = "metrics",
+        figure_dir: str | os.PathLike | None = None,
     ) -> None:
         super().__init__(output_dir, method_name, baselines, mask_key, scale_key, mask_threshold, prefix)
+        self.figure_dir = None if figure_dir is None else Path(figure_dir)
         self.extra_networks = dict(extra_networks or {})
         self.reference_free = set(reference_free) | set(baselines)
         self.complex_channels = bool(complex_channels)
         self.reference_key, self.reference_type_key, self.slice_key = reference_key, reference_type_key, slice_key
         self._seen: set = set()
+        self._figures: set = set()
 
     def _reset(self, engine: Engine) -> None:
-        self.records, self._seen = [], set()
+        self.records, self._seen, self._figures = [], set(), set()
 
     @staticmethod
     def _item(batch: Mapping, key: str, b: int, default=None):
@@ -289,6 +292,15 @@ class ReferenceSRMetrics(_ProtocolHandler):
             for name in self.baselines:
                 up = np.stack([interpolate(c, gt.shape, name) for c in lr[b]])
                 candidates[name] = _magnitude(up, self.complex_channels)
+            if self.figure_dir is not None:
+                if (subject, scale, rtype) not in self._figures:
+                    from .report import write_montage
+
+                    self._figures.add((subject, scale, rtype))
+                    write_montage({k: np.clip(v, 0.0, 1.0) for k, v in candidates.items()},
+                                  self.figure_dir / f"{subject}_x{scale:g}_ref-{rtype}.png",
+                                  reference=np.clip(gt, 0.0, 1.0),
+                                  title=f"{subject} slice {sl}, x{scale:g}, {rtype} reference")
             for name, p in candidates.items():
                 ref_label = "none" if name in self.reference_free else rtype
                 key = (subject, sl, scale, name, ref_label)
