@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 
 import nibabel as nib
 import numpy as np
+import torch
 from scipy import ndimage
 
 from monai_inr.coords import spacing_from_affine
@@ -55,6 +56,8 @@ __all__ = [
     "output_names",
     "save_nifti",
     "atomic_path",
+    "remove_stale_partials",
+    "save_atomic",
     "write_atomic",
     "write_text_atomic",
     "write_json_atomic",
@@ -481,13 +484,45 @@ def output_names(paths: Sequence[str | os.PathLike], defaults: Sequence[str] = (
 # ------------------------------------------------------------------------------------------------------ writing
 
 
+_PARTIAL = ".partial"
+
+
 def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
-    """A temporary sibling name for ``path`` (same suffixes, so writers pick the right format) and the final path."""
+    """A temporary sibling name for ``path`` and the final path.
+
+    ``.<name>.<pid>.<random>.partial<suffixes>``: unique per process and call, the same suffixes (so writers pick the
+    right format), and the writer's process id, so :func:`remove_stale_partials` can clean up after a killed writer.
+    """
     path = Path(path)
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=f"{_PARTIAL}{suffix}", dir=path.parent)
     os.close(fd)
     return Path(tmp), path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's live process
+        return True
+    return True
+
+
+def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (:func:`atomic_path` names) that killed writers left in ``folder``."""
+    removed: list[Path] = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.glob(f".*{_PARTIAL}*"):
+        parts = p.name.split(_PARTIAL)[0].rsplit(".", 2)
+        pid = parts[1] if len(parts) == 3 else ""
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def save_nifti(array: Any, affine: np.ndarray, path: str | os.PathLike, dtype=np.float32) -> Path:
@@ -526,7 +561,21 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     finally:
         if tmp.exists():
             tmp.unlink()
+    try:  # make the rename itself durable
+        fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # pragma: no cover - some file systems cannot fsync a directory
+        pass
     return final
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` through :func:`write_atomic` (checkpoints: the old file stays until the complete new one
+    replaces it; a killed writer leaves only a temporary file that :func:`remove_stale_partials` removes)."""
+    return write_atomic(path, lambda tmp: torch.save(obj, str(tmp)))
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

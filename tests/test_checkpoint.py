@@ -12,13 +12,8 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from monai_inr.engines.checkpoint import (
-    NonFiniteLossGuard,
-    TrainingCheckpoint,
-    TrainingError,
-    remove_stale_partials,
-    save_atomic,
-)
+from monai_inr.engines.checkpoint import NonFiniteLossGuard, TrainingCheckpoint, TrainingError
+from monai_inr.io import remove_stale_partials, save_atomic
 
 
 def test_save_atomic_writes_complete_file_with_umask_permissions(tmp_path):
@@ -37,7 +32,7 @@ def test_sigkill_during_checkpoint_write_keeps_previous_model_and_next_run_clean
     target = tmp_path / "model.pt"
     script = textwrap.dedent(f"""
         import torch
-        from monai_inr.engines.checkpoint import save_atomic
+        from monai_inr.io import save_atomic
         save_atomic({{"w": torch.zeros(4)}}, {str(target)!r})
         print("first", flush=True)
         while True:
@@ -47,7 +42,7 @@ def test_sigkill_during_checkpoint_write_keeps_previous_model_and_next_run_clean
     try:
         assert proc.stdout.readline().strip() == "first"
         deadline = time.time() + 60
-        while not list(tmp_path.glob(".model.pt.*.partial")):
+        while not list(tmp_path.glob(".model.pt.*.partial*")):
             assert time.time() < deadline, "the second write never started"
             time.sleep(0.005)
         os.kill(proc.pid, signal.SIGKILL)
@@ -55,10 +50,10 @@ def test_sigkill_during_checkpoint_write_keeps_previous_model_and_next_run_clean
         proc.wait(timeout=30)
     state = torch.load(target, weights_only=True)  # old or new, but complete
     assert state["w"].shape in ((4,), (16 * 1024 * 1024,))
-    partials = list(tmp_path.glob(".model.pt.*.partial"))
+    partials = list(tmp_path.glob(".model.pt.*.partial*"))
     if partials:  # killed inside the write: the next run removes what the dead process left
         assert remove_stale_partials(tmp_path) == partials
-    assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))
+    assert not list(tmp_path.glob("*.partial*")) and not list(tmp_path.glob(".*.partial*"))
 
 
 def _training(tmp_path, metrics, max_epochs, resume=True, nan_at=None, interval=1):

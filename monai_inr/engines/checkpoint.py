@@ -33,12 +33,11 @@ import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
 
+from monai_inr.io import remove_stale_partials, save_atomic
 from monai_inr.networks.utils import unwrap_network
 
 __all__ = [
     "TrainingError",
-    "save_atomic",
-    "remove_stale_partials",
     "non_finite_tensors",
     "TrainingCheckpoint",
     "NonFiniteLossGuard",
@@ -47,74 +46,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_PARTIAL = ".partial"
-
-
 class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss or weights); the message is one sentence that says what to do."""
 
 
 def _is_main_process() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
-def _partial_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}{_PARTIAL}")
-
-
-def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary sibling, fsync, then rename over ``path`` (the old file stays until the rename).
-
-    The file honours the process umask (``mkstemp``-style 0600 files are unreadable by colleagues and services).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # pragma: no cover - some file systems cannot fsync a directory
-        pass
-    return path
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - another user's live process
-        return True
-    return True
-
-
-def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files (``.<name>.<pid>.partial``) that killed processes left in ``folder``."""
-    removed: list[Path] = []
-    folder = Path(folder)
-    if not folder.is_dir():
-        return removed
-    for p in folder.glob(f".*{_PARTIAL}"):
-        pid = p.name[: -len(_PARTIAL)].rsplit(".", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed
 
 
 def non_finite_tensors(state: Mapping[str, Any]) -> list[str]:

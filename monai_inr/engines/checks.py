@@ -22,11 +22,11 @@ from monai.bundle import ConfigParser
 
 from monai_inr.coords import SharedFrame, as_scale_tuple, check_overlap, union_output_grid
 from monai_inr.data.sodium import PLANES
-from monai_inr.engines.checkpoint import save_atomic
 from monai_inr.errors import InputError
 from monai_inr.inferers.nexus import check_budget
 from monai_inr.inferers.slicewise import plan_reference, validate_scale_range
 from monai_inr.io import (
+    save_atomic,
     load_magnitude,
     load_volume,
     magnitude_geometry,
