@@ -168,7 +168,7 @@ class CubicDownsampled(MapTransform):
     """Dictionary-based :class:`CubicDownsample`; ``order`` may be given per key (e.g. ``(3, 0)`` for image, label).
 
     ``scale_key``: read the factor of each item from ``data[scale_key]`` (a number or one per axis, e.g. the evaluation
-    datalists of :func:`monai_inr.engines.with_scales`), falling back to ``scale`` when the item has none.
+    datalists of :func:`monai_inr.evaluation.with_scales`), falling back to ``scale`` when the item has none.
     """
 
     backend = CubicDownsample.backend
