@@ -10,7 +10,6 @@ The bundles differ only in the data of :data:`CASES`; each uses the tiny bundle 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
