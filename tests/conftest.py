@@ -4,6 +4,9 @@
   machine when the suite runs with ``-n 2``); a module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
 * :func:`shared_session_build`: build something expensive (a dataset, a trained bundle) once per test session, also
   under pytest-xdist, where the workers share one build through a file lock in the session's common temporary folder.
+* ``trained_bundle``: ``trained_bundle(name)`` is the bundle ``bundles/<name>`` trained at tiny size
+  (``_bundle_helpers.BUNDLE_BUILDS``), built on first use and then shared by every test of the session, also across
+  xdist workers (:func:`shared_session_build`): the conformance test and each bundle's own tests use the same one.
 """
 
 from __future__ import annotations
@@ -49,3 +52,19 @@ def shared_session_build(
         result = build(folder)
         done.write_text(json.dumps(result))
     return folder, result
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory, worker_id):
+    """``trained_bundle(name)`` -> ``_bundle_helpers.TrainedBundle``, each bundle built once per session."""
+    from _bundle_helpers import BUNDLE_BUILDS, trained_bundle_from
+
+    built: dict[str, Any] = {}
+
+    def get(name: str):
+        if name not in built:
+            folder, result = shared_session_build(tmp_path_factory, worker_id, f"{name}_bundle", BUNDLE_BUILDS[name])
+            built[name] = trained_bundle_from(name, folder, result)
+        return built[name]
+
+    return get

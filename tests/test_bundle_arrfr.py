@@ -1,6 +1,7 @@
 """The ArRFR bundle end to end at tiny size: simulated dataset through the preprocessing package, VGG pre-training and
 ArRFR training as separate bundle sections, evaluation (tables, ROI regression, figures), slice-wise inference in every
-plane and on non-square 2D slices with physical-geometry checks, model-zoo checks, bad input, torchrun."""
+plane and on non-square 2D slices with physical-geometry checks, bad input (metadata, model-zoo export and torchrun:
+test_bundle_conformance.py)."""
 
 import json
 from pathlib import Path
@@ -9,16 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from _bundle_helpers import (
-    REPO,
-    SCHEMA,
-    BundleFiles,
-    assert_empty_or_absent,
-    assert_one_sentence_error,
-    run_torchrun_training,
-)
-from conftest import shared_session_build
-from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+from _bundle_helpers import ARRFR_NET, REPO, BundleFiles, assert_empty_or_absent, assert_one_sentence_error
+from monai.bundle import ConfigWorkflow
 
 from monai_inr import coords
 from monai_inr.errors import find_input_error
@@ -28,45 +21,10 @@ pytestmark = pytest.mark.xdist_group("arrfr_bundle")
 
 FILES = BundleFiles("arrfr")
 CONFIGS = FILES.configs
-TRAIN, EVALUATE, INFER, QUICK, MULTI = (
-    str(CONFIGS / f) for f in ("train.json", "evaluate.json", "inference.json", "quick.json", "multi_gpu_train.json")
-)
+TRAIN, EVALUATE, INFER, QUICK = (str(CONFIGS / f) for f in ("train.json", "evaluate.json", "inference.json", "quick.json"))
 META, LOGGING = FILES.meta, FILES.logging
 
-NET = {"encoder_kwargs": {"num_blocks": 1}, "feature_channels": 4, "decoder_hidden": 8, "attention_reduction": 2}
-DATA = {
-    "sim_preset": "tiny",
-    "cube": 32,
-    "num_healthy_subjects": 1,
-    "num_lesion_subjects": 1,
-    "simulation_overrides": {
-        "recon_shape": [16, 16, 16], "recon_spacing_mm": [13.5, 13.5, 13.5], "n_spokes": 800, "n_samples": 64,
-        "n_bins": 4, "phantom_spacing_mm": 6.0, "t2w_spacing_mm": [3.0, 3.0, 6.0],
-    },
-    "registration_overrides": {"iterations": [50, 25], "shrink_factors": [2, 1], "smoothing_sigmas": [1, 0]},
-}
-
-
-def tiny_overrides(root: Path, data_dir: Path) -> dict:
-    return {
-        "bundle_root": str(root),
-        "dataset_dir": str(data_dir),
-        **DATA,
-        **NET,
-        "vgg_width": 2,
-        "pretrain_epochs": 1,
-        "pretrain_max_items": 32,
-        "pretrain_batch_size": 16,
-        "epochs": 1,
-        "val_interval": 1,
-        "save_interval": 1,
-        "batch_size": 4,
-        "train_max_items": 8,
-        "val_max_items": 4,
-        "eval_slices_per_plane": 1,
-        "roi_slices_per_subject": 2,
-        "eval_scales": [2.0, 3.0],
-    }
+NET = ARRFR_NET
 
 
 def _workflow(files, workflow_type, run_id="run", **overrides):
@@ -80,25 +38,12 @@ def _run(wf):
     wf.finalize()
 
 
-def _build(root: Path, data_dir: Path) -> dict:
-    overrides = tiny_overrides(root, data_dir)
-    wf = _workflow([TRAIN, QUICK], "train", "pretraining", **overrides)
-    wf.initialize()
-    assert wf.check_properties() == []
-    wf.run()
-    wf.finalize()
-    _run(_workflow([TRAIN, QUICK], "train", "training", **overrides))
-    return overrides
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory, worker_id):
-    """The dataset and the trained bundle, built once per test session (:func:`conftest.shared_session_build`), also
-    under pytest-xdist."""
-    folder, overrides = shared_session_build(
-        tmp_path_factory, worker_id, "arrfr_bundle", lambda f: _build(f / "bundle", f / "sodium")
-    )
-    return folder / "bundle", folder / "sodium", overrides
+@pytest.fixture
+def trained(trained_bundle):
+    """The dataset and the trained bundle, built once per test session (``trained_bundle``, conftest.py), also under
+    pytest-xdist."""
+    t = trained_bundle("arrfr")
+    return t.root, t.data_dir, t.overrides
 
 
 def _test_volumes(data_dir: Path) -> dict:
@@ -129,10 +74,6 @@ def _cropped(item: dict, tmp_path: Path, axis: int = 2, start: int = 13, count: 
 def _infer(root, overrides, **kw):
     net = {k: v for k, v in overrides.items() if k in NET}
     _run(_workflow([INFER, QUICK], "infer", **{"bundle_root": str(root), **net, **kw}))
-
-
-def test_metadata_validates_offline():
-    verify_metadata(meta_file=META, filepath=str(SCHEMA))
 
 
 def test_dataset_comes_from_the_preprocessing_package(trained):
@@ -328,33 +269,3 @@ def test_complex_sodium_can_be_converted_explicitly(trained, tmp_path):
     (a,) = list((tmp_path / "a").glob("*.nii.gz"))
     (b,) = list((tmp_path / "b").glob("*.nii.gz"))
     assert np.allclose(nib.load(str(a)).get_fdata(), nib.load(str(b)).get_fdata(), rtol=1e-4, atol=1e-3)
-
-
-def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
-    root, _, overrides = trained
-    net_overrides = {k: v for k, v in overrides.items() if k in NET}
-    verify_net_in_out(net_id="network_def", meta_file=META, config_file=[INFER, QUICK], device="cpu", n=1, any=1,
-                      **net_overrides)
-    ts = tmp_path / "model.ts"
-    ckpt_export(
-        net_id="network_def", filepath=str(ts), ckpt_file=str(root / "models" / "model.pt"), meta_file=META,
-        config_file=[INFER, QUICK], bundle_root=str(root), **net_overrides,  # script mode, as the model zoo runs it
-    )
-    net = torch.jit.load(str(ts))
-    x = torch.rand(1, 2, 16, 16)
-    assert net(x).shape == (1, 1, 32, 32)
-    assert torch.allclose(net(x), _net(root)(x), atol=1e-5)
-    y = torch.rand(1, 2, 12, 10)
-    assert net(y, scale=2.5).shape == (1, 1, 30, 25)
-    assert torch.allclose(net(y, scale=2.5), _net(root)(y, scale=2.5), atol=1e-5)
-
-
-@pytest.mark.slow
-def test_multi_gpu_config_runs_under_torchrun_with_gloo(trained, tmp_path):
-    root, data_dir, overrides = trained
-    ddp_root = tmp_path / "ddp"
-    ddp_root.mkdir()
-    args = {**overrides, "bundle_root": str(ddp_root), "vgg_ckpt": str(root / "models" / "vgg.pt"), "epochs": 1,
-            "train_max_items": 4, "batch_size": 2, "val_max_items": 2}
-    state = run_torchrun_training(FILES, [TRAIN, QUICK, MULTI], args, cwd=tmp_path, model=ddp_root / "models" / "model.pt")
-    assert state

@@ -1,4 +1,5 @@
-"""The ArSSR bundle end to end at tiny size: train, evaluate, infer, model-zoo checks, bad input, torchrun."""
+"""The ArSSR bundle end to end at tiny size: train, evaluate, infer, bad input (metadata, model-zoo export and torchrun:
+test_bundle_conformance.py)."""
 
 import json
 from pathlib import Path
@@ -7,16 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+from monai.bundle import ConfigWorkflow
 
-from _bundle_helpers import (
-    REPO,
-    SCHEMA,
-    BundleFiles,
-    assert_empty_or_absent,
-    assert_one_sentence_error,
-    run_torchrun_training,
-)
+from _bundle_helpers import ARSSR_NET, REPO, BundleFiles, assert_empty_or_absent, assert_one_sentence_error
 from monai_inr import coords
 from monai_inr.inferers import ImplicitInferer
 from monai_inr.networks.nets import ArSSR
@@ -25,50 +19,17 @@ pytestmark = pytest.mark.xdist_group("arssr_bundle")
 
 FILES = BundleFiles("arssr")
 CONFIGS = FILES.configs
-TRAIN, EVALUATE, INFER, QUICK, MULTI = (str(CONFIGS / f) for f in ("train.json", "evaluate.json", "inference.json", "quick.json", "multi_gpu_train.json"))
+TRAIN, EVALUATE, INFER, QUICK = (str(CONFIGS / f) for f in ("train.json", "evaluate.json", "inference.json", "quick.json"))
 META, LOGGING = FILES.meta, FILES.logging
 
-TINY_NET = {
-    "encoder_kwargs": {"features": 8, "growth": 8, "num_blocks": 2, "num_layers": 2},
-    "network_def::feature_channels": 16,
-    "network_def::decoder_hidden": 32,
-}
+TINY_NET = ARSSR_NET
 
 
-def tiny_overrides(root: Path, data_dir: Path) -> dict:
-    return {
-        "bundle_root": str(root),
-        "dataset_dir": str(data_dir),
-        "data_spacing": 4.0,
-        "num_train_subjects": 2,
-        "num_val_subjects": 1,
-        "num_test_subjects": 1,
-        "epochs": 2,
-        "val_interval": 1,
-        "batch_size": 2,
-        "patches_per_volume": 2,
-        "num_coords": 300,
-        "val_scales": [2.0],
-        **TINY_NET,
-    }
-
-
-# session scope: pytest tears module fixtures down when a worker interleaves other modules' tests
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("arssr")
-    data_dir = tmp_path_factory.mktemp("data")
-    overrides = tiny_overrides(root, data_dir)
-    wf = ConfigWorkflow(config_file=[TRAIN, QUICK], meta_file=META, logging_file=LOGGING, workflow_type="train", **overrides)
-    wf.initialize()
-    wf.check_properties()
-    wf.run()
-    wf.finalize()
-    return root, data_dir, overrides
-
-
-def test_metadata_validates_offline():
-    verify_metadata(meta_file=META, filepath=str(SCHEMA))
+@pytest.fixture
+def trained(trained_bundle):
+    """The tiny trained bundle, built once per session (``trained_bundle``, conftest.py)."""
+    t = trained_bundle("arssr")
+    return t.root, t.data_dir, t.overrides
 
 
 def test_training_writes_a_plain_state_dict(trained):
@@ -196,30 +157,3 @@ def test_bad_input_fails_with_one_sentence_and_writes_nothing(trained, tmp_path,
         _infer(root, overrides, **kw)
     assert_one_sentence_error(err.value, message)
     assert_empty_or_absent(tmp_path / "out")
-
-
-def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
-    root, _, overrides = trained
-    net_overrides = {k: v for k, v in overrides.items() if k.startswith(("encoder", "network_def"))}
-    verify_net_in_out(
-        net_id="network_def", meta_file=META, config_file=[INFER, QUICK], device="cpu", n=1, any=1, **net_overrides
-    )
-    ts = tmp_path / "model.ts"
-    ckpt_export(
-        net_id="network_def", filepath=str(ts), ckpt_file=str(root / "models" / "model.pt"), meta_file=META,
-        config_file=[INFER, QUICK], bundle_root=str(root), **net_overrides,  # script mode, as the model zoo runs it
-    )
-    net = torch.jit.load(str(ts))
-    assert net(torch.rand(1, 1, 8, 8, 8)).shape == (1, 1, 16, 16, 16)
-    assert net(torch.rand(1, 1, 6, 5, 4), scale=[2.0, 3.0, 1.5]).shape == (1, 1, 12, 15, 6)
-
-
-@pytest.mark.slow
-def test_multi_gpu_config_runs_under_torchrun_with_gloo(trained, tmp_path):
-    _, data_dir, overrides = trained
-    root = tmp_path / "ddp"
-    root.mkdir()
-    # every rank needs at least one validation item: two scales of the one validation subject
-    args = {**overrides, "bundle_root": str(root), "epochs": 1, "val_scales": [2.0, 3.0]}
-    state = run_torchrun_training(FILES, [TRAIN, QUICK, MULTI], args, cwd=tmp_path, model=root / "models" / "model.pt")
-    assert state

@@ -1,5 +1,5 @@
-"""The Dual-ArbNet bundle end to end at tiny size: train (+ ablation), evaluate, infer, model-zoo checks, bad input,
-torchrun."""
+"""The Dual-ArbNet bundle end to end at tiny size: train (+ ablation), evaluate, infer, bad input (metadata, model-zoo
+export and torchrun: test_bundle_conformance.py)."""
 
 import json
 from pathlib import Path
@@ -8,16 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from _bundle_helpers import (
-    REPO,
-    SCHEMA,
-    BundleFiles,
-    assert_empty_or_absent,
-    assert_one_sentence_error,
-    run_torchrun_training,
-)
-from conftest import shared_session_build
-from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+from _bundle_helpers import DUAL_ARBNET_NET, REPO, BundleFiles, assert_empty_or_absent, assert_one_sentence_error
+from monai.bundle import ConfigWorkflow
 
 from monai_inr import coords
 from monai_inr.errors import find_input_error
@@ -28,37 +20,10 @@ pytestmark = [pytest.mark.xdist_group("dual_arbnet_bundle"), pytest.mark.usefixt
 
 FILES = BundleFiles("dual_arbnet")
 CONFIGS = FILES.configs
-TRAIN, EVALUATE, INFER, QUICK, MULTI = (
-    str(CONFIGS / f) for f in ("train.json", "evaluate.json", "inference.json", "quick.json", "multi_gpu_train.json")
-)
+TRAIN, EVALUATE, INFER, QUICK = (str(CONFIGS / f) for f in ("train.json", "evaluate.json", "inference.json", "quick.json"))
 META, LOGGING = FILES.meta, FILES.logging
 
-TINY_NET = {
-    "encoder_kwargs": {"features": 4, "growth": 4, "num_blocks": 1, "num_layers": 2},
-    "hidden": 4,
-    "skip_hidden": 4,
-    "reduction": 2,
-}
-
-
-def tiny_overrides(root: Path, data_dir: Path) -> dict:
-    return {
-        "bundle_root": str(root),
-        "dataset_dir": str(data_dir),
-        "data_spacing": 4.0,
-        "num_train_subjects": 2,
-        "num_val_subjects": 1,
-        "num_test_subjects": 1,
-        "epochs": 2,
-        "val_interval": 1,
-        "batch_size": 2,
-        "samples_per_volume": 2,
-        "lr_patch_size": 8,
-        "curriculum_prelearning_epochs": 0,
-        "val_scales": [2.0],
-        "val_slices": 1,
-        **TINY_NET,
-    }
+TINY_NET = DUAL_ARBNET_NET
 
 
 def _run(config_files, workflow_type, **overrides):
@@ -71,25 +36,11 @@ def _run(config_files, workflow_type, **overrides):
     wf.finalize()
 
 
-def _build(folder: Path) -> dict:
-    root, data_dir = folder / "bundle", folder / "data"
-    overrides = tiny_overrides(root, data_dir)
-    _run([TRAIN, QUICK], "train", **overrides)
-    # the single-contrast ablation: the same configs with the reference branch off, saved beside the model
-    _run([TRAIN, QUICK], "train", **{**overrides, "epochs": 1, "use_reference": False,
-                                     "ckpt_dir": str(root / "models" / "single_contrast")})
-    return overrides
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, worker_id, one_thread):
-    """Trained once per test session (:func:`conftest.shared_session_build`), also under pytest-xdist."""
-    folder, overrides = shared_session_build(tmp_path_factory, worker_id, "dual_arbnet_bundle", _build)
-    return folder / "bundle", folder / "data", overrides
-
-
-def test_metadata_validates_offline():
-    verify_metadata(meta_file=META, filepath=str(SCHEMA))
+@pytest.fixture
+def trained(trained_bundle):
+    """Trained once per test session (``trained_bundle``, conftest.py), also under pytest-xdist."""
+    t = trained_bundle("dual_arbnet")
+    return t.root, t.data_dir, t.overrides
 
 
 def test_training_writes_plain_state_dicts(trained):
@@ -242,32 +193,3 @@ def test_bad_input_fails_with_one_sentence_and_writes_nothing(trained, tmp_path,
         _infer(root, overrides, **kw)
     assert_one_sentence_error(err.value, message)
     assert_empty_or_absent(tmp_path / "out")
-
-
-def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
-    root, _, overrides = trained
-    net_overrides = {k: v for k, v in overrides.items() if k in TINY_NET}
-    verify_net_in_out(net_id="network_def", meta_file=META, config_file=[INFER, QUICK], device="cpu", n=1, any=1,
-                      **net_overrides)
-    ts = tmp_path / "model.ts"
-    ckpt_export(net_id="network_def", filepath=str(ts), ckpt_file=str(root / "models" / "model.pt"), meta_file=META,
-                config_file=[INFER, QUICK], bundle_root=str(root), **net_overrides)  # script mode, as the zoo runs it
-    net = torch.jit.load(str(ts))
-    x = torch.rand(1, 1, 8, 8)
-    out = net(x)
-    assert out.shape == (1, 1, 16, 16)
-    assert torch.allclose(out, _net(root)(x), atol=1e-5)
-    y = torch.rand(1, 1, 10, 6)
-    out = net(y, scale=2.5)
-    assert out.shape == (1, 1, 25, 15)
-    assert torch.allclose(out, _net(root)(y, scale=2.5), atol=1e-5)
-
-
-@pytest.mark.slow
-def test_multi_gpu_config_runs_under_torchrun_with_gloo(trained, tmp_path):
-    _, data_dir, overrides = trained
-    root = tmp_path / "ddp"
-    root.mkdir()
-    args = {**overrides, "bundle_root": str(root), "epochs": 1, "val_scales": [2.0, 3.0]}
-    state = run_torchrun_training(FILES, [TRAIN, QUICK, MULTI], args, cwd=tmp_path, model=root / "models" / "model.pt")
-    assert state

@@ -1,5 +1,5 @@
-"""The multi-contrast INR bundle end to end at tiny size: fit, evaluate, infer, model-zoo checks, bad input,
-torchrun."""
+"""The multi-contrast INR bundle end to end at tiny size: fit, evaluate, infer, bad input (metadata, model-zoo export
+and torchrun: test_bundle_conformance.py)."""
 
 import json
 from pathlib import Path
@@ -9,27 +9,25 @@ import numpy as np
 import pytest
 import torch
 from _bundle_helpers import (
+    MULTI_CONTRAST_INR_NET,
     REPO,
-    SCHEMA,
     BundleFiles,
     assert_empty_or_absent,
     assert_one_sentence_error,
-    run_torchrun_training,
+    multi_contrast_inr_fit,
 )
-from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+from monai.bundle import ConfigWorkflow
 
 from monai_inr import coords
 from monai_inr.coords import SharedFrame
-from monai_inr.data.multi_contrast import build_multi_contrast_dataset, load_multi_contrast_datalist
 from monai_inr.networks.nets import MultiContrastINR
 
 pytestmark = pytest.mark.xdist_group("multi_contrast_inr_bundle")
 
 FILES = BundleFiles("multi_contrast_inr")
 CONFIGS = FILES.configs
-TRAIN, EVALUATE, INFER, QUICK, HASHGRID, MULTI = (
-    str(CONFIGS / f)
-    for f in ("train.json", "evaluate.json", "inference.json", "quick.json", "hashgrid.json", "multi_gpu_train.json")
+TRAIN, EVALUATE, INFER, QUICK, HASHGRID = (
+    str(CONFIGS / f) for f in ("train.json", "evaluate.json", "inference.json", "quick.json", "hashgrid.json")
 )
 META, LOGGING = FILES.meta, FILES.logging
 
@@ -40,40 +38,16 @@ def workflow(config_file, workflow_type="train", **overrides):
     )
 
 
-TINY_NET = {
-    "encoding": "fourier",
-    "encoding_kwargs": {"num_frequencies": 8, "scale": 4.0, "seed": 12},
-    "trunk_width": 16,
-    "trunk_layers": 2,
-    "head_width": 8,
-}
+TINY_NET = MULTI_CONTRAST_INR_NET
 TINY_DATA = {"data_spacing": 8.0, "slice_factor": 2.0, "num_eval_subjects": 1, "eval_lesion": 0.0}
+tiny_fit = multi_contrast_inr_fit
 
 
-def tiny_fit(root: Path) -> dict:
-    return {"bundle_root": str(root), "epochs": 2, "batch_size": 512, "learning_rate": 0.003, "adam_eps": 1e-8,
-            "mi_points": 500, "mi_min_epochs": 1, **TINY_NET}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("mc_data")
-    datalist = build_multi_contrast_dataset(
-        data_dir, num_subjects=1, spacing=8.0, slice_factor=2.0, lesion=0.0
-    )
-    item = load_multi_contrast_datalist(datalist)[0]
-    root = tmp_path_factory.mktemp("mc_bundle")
-    overrides = {**tiny_fit(root), "contrast1": item["contrast1"], "contrast2": item["contrast2"]}
-    wf = workflow([TRAIN, QUICK], **overrides)
-    wf.initialize()
-    wf.check_properties()
-    wf.run()
-    wf.finalize()
-    return root, data_dir, item, overrides
-
-
-def test_metadata_validates_offline():
-    verify_metadata(meta_file=META, filepath=str(SCHEMA))
+@pytest.fixture
+def trained(trained_bundle):
+    """One synthetic subject and the INR fitted to it, built once per session (``trained_bundle``, conftest.py)."""
+    t = trained_bundle("multi_contrast_inr")
+    return t.root, t.data_dir, t.extra["item"], t.overrides
 
 
 def test_configs_are_indented_json():
@@ -252,22 +226,6 @@ def test_bad_inference_input_fails_with_one_sentence_and_writes_nothing(trained,
     assert_empty_or_absent(tmp_path / "out")
 
 
-def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
-    root, _, _, overrides = trained
-    net = {k: v for k, v in overrides.items() if k in TINY_NET}
-    verify_net_in_out(net_id="network_def", meta_file=META, config_file=[INFER, QUICK], device="cpu", n=1, any=8, **net)
-    ts = tmp_path / "model.ts"
-    ckpt_export(
-        net_id="network_def", filepath=str(ts), ckpt_file=str(root / "models" / "model.pt"), meta_file=META,
-        config_file=[INFER, QUICK], bundle_root=str(root), **net,  # script mode, as the model zoo runs it
-    )
-    exported = torch.jit.load(str(ts))
-    x = torch.rand(1, 3, 5) * 2 - 1
-    ref = MultiContrastINR(**{k: v for k, v in TINY_NET.items() if k != "encoding"})
-    ref.load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True))
-    torch.testing.assert_close(exported(x), ref.eval()(x), atol=1e-5, rtol=1e-5)
-
-
 def test_hashgrid_profile_fits_a_synthetic_subject_without_inputs(tmp_path):
     root = tmp_path / "hg"
     kw = {
@@ -283,13 +241,3 @@ def test_hashgrid_profile_fits_a_synthetic_subject_without_inputs(tmp_path):
     state = torch.load(root / "models" / "model.pt", weights_only=True)
     assert "encoding.embeddings" in state
     assert len(list((root / "data" / "synthetic_subject").glob("*acq-*.nii.gz"))) == 2
-
-
-@pytest.mark.slow
-def test_multi_gpu_config_runs_under_torchrun_with_gloo(trained, tmp_path):
-    _, _, item, overrides = trained
-    root = tmp_path / "ddp"
-    root.mkdir()
-    args = {**overrides, "bundle_root": str(root), "epochs": 1}
-    state = run_torchrun_training(FILES, [TRAIN, QUICK, MULTI], args, cwd=tmp_path, model=root / "models" / "model.pt")
-    assert state and "frame_affine" in state

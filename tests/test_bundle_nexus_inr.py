@@ -1,5 +1,5 @@
-"""The Nexus-INR bundle end to end at tiny size: train, ablation overrides, inference geometry, model-zoo checks,
-bad input."""
+"""The Nexus-INR bundle end to end at tiny size: train, ablation overrides, inference geometry, bad input (metadata,
+model-zoo export and torchrun: test_bundle_conformance.py)."""
 
 import json
 from pathlib import Path
@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 from _bundle_helpers import (
+    NEXUS_INR_NET,
     REPO,
-    SCHEMA,
     BundleFiles,
     assert_empty_or_absent,
     assert_one_sentence_error,
-    run_torchrun_training,
 )
-from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+from monai.bundle import ConfigParser, ConfigWorkflow
 
 from monai_inr import coords
 from monai_inr.inferers.nexus import predict_subject
@@ -26,34 +25,10 @@ pytestmark = pytest.mark.xdist_group("nexus_inr_bundle")
 
 FILES = BundleFiles("nexus_inr")
 CONFIGS = FILES.configs
-TRAIN, INFER, QUICK, MULTI = (FILES.config(s) for s in ("train", "inference", "quick", "multi_gpu_train"))
+TRAIN, INFER, QUICK = (FILES.config(s) for s in ("train", "inference", "quick"))
 META, LOGGING = FILES.meta, FILES.logging
 
-TINY_NET = {
-    "feature_channels": 8,
-    "encoder_kwargs": {"features": 4, "growth": 4, "num_blocks": 1, "num_layers": 2},
-    "decoder_hidden": 16,
-    "pe_frequencies": 4,
-    "tile_size": 8,
-}
-
-
-def tiny_overrides(root: Path, data_dir: Path) -> dict:
-    return {
-        "bundle_root": str(root),
-        "dataset_dir": str(data_dir),
-        "data_spacing": 8.0,
-        "num_train_subjects": 2,
-        "num_val_subjects": 1,
-        "num_test_subjects": 1,
-        "epochs": 2,
-        "val_interval": 1,
-        "batch_size": 2,
-        "patches_per_volume": 2,
-        "hr_patch_size": [8, 8, 8],
-        "num_coords": 100,
-        **TINY_NET,
-    }
+TINY_NET = NEXUS_INR_NET
 
 
 def _train(overrides):
@@ -66,22 +41,16 @@ def _train(overrides):
     wf.finalize()
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nexus")
-    data_dir = tmp_path_factory.mktemp("nexus_data")
-    overrides = tiny_overrides(root, data_dir)
-    _train(overrides)
-    return root, data_dir, overrides
+@pytest.fixture
+def trained(trained_bundle):
+    """The tiny trained bundle, built once per session (``trained_bundle``, conftest.py)."""
+    t = trained_bundle("nexus_inr")
+    return t.root, t.data_dir, t.overrides
 
 
 def _net(overrides) -> NexusINR:
     keys = ("feature_channels", "encoder_kwargs", "decoder_hidden", "pe_frequencies")
     return NexusINR(**{k: overrides[k] for k in keys})
-
-
-def test_metadata_validates_offline():
-    verify_metadata(meta_file=META, filepath=str(SCHEMA))
 
 
 def test_training_writes_best_plain_state_dict(trained):
@@ -229,34 +198,3 @@ def test_bad_input_fails_with_one_sentence_and_writes_nothing(trained, tmp_path,
         _infer(root, overrides, **kw)
     assert_one_sentence_error(err.value, message)
     assert_empty_or_absent(tmp_path / "out")
-
-
-def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
-    root, _, overrides = trained
-    net_overrides = {k: v for k, v in overrides.items() if k in TINY_NET}
-    verify_net_in_out(
-        net_id="network_def", meta_file=META, config_file=[INFER, QUICK], device="cpu", n=1, any=1, **net_overrides
-    )
-    ts = tmp_path / "model.ts"
-    ckpt_export(
-        net_id="network_def", filepath=str(ts), ckpt_file=str(root / "models" / "model.pt"), meta_file=META,
-        config_file=[INFER, QUICK], bundle_root=str(root), **net_overrides,  # script mode, as the model zoo runs it
-    )
-    exported = torch.jit.load(str(ts))
-    x = torch.randn(1, 2, 8, 8, 8)
-    net = _net(overrides)
-    net.load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True))
-    net.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(exported(x), net(x), atol=1e-3, rtol=1e-3)
-
-
-@pytest.mark.slow
-def test_multi_gpu_config_runs_under_torchrun_with_gloo(trained, tmp_path):
-    _, data_dir, overrides = trained
-    root = tmp_path / "ddp"
-    root.mkdir()
-    # every rank needs a validation subject: a second data set with two
-    args = {**overrides, "bundle_root": str(root), "dataset_dir": str(tmp_path / "data"), "num_val_subjects": 2,
-            "epochs": 1}
-    run_torchrun_training(FILES, [TRAIN, QUICK, MULTI], args, cwd=tmp_path, model=root / "models" / "model.pt")

@@ -1,0 +1,197 @@
+"""What every bundle must pass the same way, one parametrized test per check over all five bundles: the metadata
+validates offline against the schema, ``verify_net_in_out`` accepts the network, the trained checkpoint exports to
+TorchScript (script mode, as the model zoo runs it) and the export gives the eager network's output at sizes and scales
+other than the default, and the multi-GPU config trains under ``torchrun`` with two gloo processes.
+
+The bundles differ only in the data of :data:`CASES`; each uses the tiny bundle its own tests use (the session's
+``trained_bundle`` fixture, conftest.py), built once per session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pytest
+import torch
+from _bundle_helpers import (
+    BUNDLE_NETS,
+    REPO,
+    SCHEMA,
+    BundleFiles,
+    TrainedBundle,
+    run_torchrun_training,
+)
+from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Call the exported network on a ``shape`` input (drawn by the case's ``sample``) with ``kwargs``; expect ``out``."""
+
+    shape: tuple[int, ...]
+    out: tuple[int, ...]
+    kwargs: dict = field(default_factory=dict)
+
+
+def _arssr(net: dict) -> torch.nn.Module:
+    from monai_inr.networks.nets import ArSSR
+
+    return ArSSR(encoder="RDN", feature_channels=net["network_def::feature_channels"],
+                 decoder_hidden=net["network_def::decoder_hidden"], encoder_kwargs=net["encoder_kwargs"])
+
+
+def _arrfr(net: dict) -> torch.nn.Module:
+    from monai_inr.networks.nets import ArRFR
+
+    return ArRFR(**net)
+
+
+def _dual_arbnet(net: dict) -> torch.nn.Module:
+    from monai_inr.networks.nets import DualArbNet
+
+    return DualArbNet(**net)
+
+
+def _multi_contrast_inr(net: dict) -> torch.nn.Module:
+    from monai_inr.networks.nets import MultiContrastINR
+
+    return MultiContrastINR(**{k: v for k, v in net.items() if k != "encoding"})
+
+
+def _nexus_inr(net: dict) -> torch.nn.Module:
+    from monai_inr.networks.nets import NexusINR
+
+    keys = ("feature_channels", "encoder_kwargs", "decoder_hidden", "pe_frequencies")
+    return NexusINR(**{k: net[k] for k in keys})
+
+
+@dataclass(frozen=True)
+class Case:
+    """How one bundle differs in the checks.
+
+    ``net_configs``: the configs ``verify_net_in_out`` and ``ckpt_export`` read (``network_def``, with the tiny network
+    overrides ``_bundle_helpers.BUNDLE_NETS[name]``), ``verify_any``: the ``any`` size it probes with; ``reference``:
+    the eager network (from the tiny overrides) the export must reproduce within ``atol``/``rtol`` on every probe;
+    ``torchrun_configs`` / ``torchrun``: the multi-GPU run's configs and its overrides on top of the training ones
+    (string values formatted with ``root`` = the trained bundle root and ``tmp`` = the test's temporary folder; the run
+    writes to ``{tmp}/ddp``); ``state_keys``: keys the state dict it saves must hold.
+    """
+
+    name: str
+    reference: Callable[[dict], torch.nn.Module]
+    probes: tuple[Probe, ...]
+    sample: Callable[[tuple[int, ...]], torch.Tensor] = torch.rand
+    atol: float = 1e-5
+    rtol: float = 1e-5
+    verify_any: int = 1
+    net_configs: tuple[str, ...] = ("inference", "quick")
+    torchrun_configs: tuple[str, ...] = ("train", "quick", "multi_gpu_train")
+    torchrun: dict = field(default_factory=dict)
+    state_keys: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> BundleFiles:
+        return BundleFiles(self.name)
+
+
+CASES = (
+    Case(
+        "arssr", _arssr,
+        probes=(Probe((1, 1, 8, 8, 8), (1, 1, 16, 16, 16)),
+                Probe((1, 1, 6, 5, 4), (1, 1, 12, 15, 6), {"scale": [2.0, 3.0, 1.5]})),
+        # every rank needs at least one validation item: two scales of the one validation subject
+        torchrun={"epochs": 1, "val_scales": [2.0, 3.0]},
+    ),
+    Case(
+        "arrfr", _arrfr,
+        probes=(Probe((1, 2, 16, 16), (1, 1, 32, 32)), Probe((1, 2, 12, 10), (1, 1, 30, 25), {"scale": 2.5})),
+        torchrun={"vgg_ckpt": "{root}/models/vgg.pt", "epochs": 1, "train_max_items": 4, "batch_size": 2,
+                  "val_max_items": 2},
+    ),
+    Case(
+        "dual_arbnet", _dual_arbnet,
+        probes=(Probe((1, 1, 8, 8), (1, 1, 16, 16)), Probe((1, 1, 10, 6), (1, 1, 25, 15), {"scale": 2.5})),
+        torchrun={"epochs": 1, "val_scales": [2.0, 3.0]},
+    ),
+    Case(
+        "multi_contrast_inr", _multi_contrast_inr,
+        # channel-first coordinates in [-1, 1] of any spatial layout -> both contrasts at those points
+        probes=(Probe((1, 3, 5), (1, 2, 5)), Probe((2, 3, 4, 3), (2, 2, 4, 3))),
+        sample=lambda shape: torch.rand(shape) * 2 - 1,
+        verify_any=8,
+        torchrun={"epochs": 1},
+        state_keys=("frame_affine",),
+    ),
+    Case(
+        "nexus_inr", _nexus_inr,
+        # both z-scored modalities on one grid (a multiple of the 8-voxel tile) -> both predictions on it
+        probes=(Probe((1, 2, 8, 8, 8), (1, 2, 8, 8, 8)), Probe((1, 2, 8, 16, 8), (1, 2, 8, 16, 8))),
+        sample=torch.randn,
+        atol=1e-3,
+        rtol=1e-3,
+        # every rank needs a validation subject: a second data set with two
+        torchrun={"dataset_dir": "{tmp}/data", "num_val_subjects": 2, "epochs": 1},
+    ),
+)
+PARAMS = [pytest.param(c, id=c.name, marks=pytest.mark.xdist_group(f"{c.name}_bundle")) for c in CASES]
+
+
+def test_every_bundle_has_a_case():
+    names = {p.parents[1].name for p in (REPO / "bundles").glob("*/configs/metadata.json")}
+    assert names == {c.name for c in CASES} == set(BUNDLE_NETS)
+
+
+@pytest.fixture
+def trained(request, trained_bundle) -> TrainedBundle:
+    return trained_bundle(request.node.callspec.params["case"].name)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
+def test_metadata_validates_offline(case):
+    verify_metadata(meta_file=case.files.meta, filepath=str(SCHEMA))
+
+
+@pytest.mark.parametrize("case", PARAMS)
+def test_verify_net_in_out_and_ckpt_export(case, trained, tmp_path):
+    files, net = case.files, BUNDLE_NETS[case.name]
+    configs = [files.config(c) for c in case.net_configs]
+    verify_net_in_out(net_id="network_def", meta_file=files.meta, config_file=configs, device="cpu", n=1,
+                      any=case.verify_any, **net)
+    ts = tmp_path / "model.ts"
+    ckpt_export(
+        net_id="network_def", filepath=str(ts), ckpt_file=str(trained.model), meta_file=files.meta,
+        config_file=configs, bundle_root=str(trained.root), **net,  # script mode, as the model zoo runs it
+    )
+    exported = torch.jit.load(str(ts))
+    reference = case.reference(net)
+    reference.load_state_dict(torch.load(trained.model, weights_only=True))
+    reference.eval()
+    for probe in case.probes:
+        x = case.sample(probe.shape)
+        out = exported(x, **probe.kwargs)
+        assert out.shape == probe.out, (probe, tuple(out.shape))
+        with torch.no_grad():
+            expected = reference(x, **probe.kwargs)
+        torch.testing.assert_close(out, expected, atol=case.atol, rtol=case.rtol)
+
+
+def _formatted(value: Any, **names: str) -> Any:
+    return value.format(**names) if isinstance(value, str) else value
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", PARAMS)
+def test_multi_gpu_config_runs_under_torchrun_with_gloo(case, trained, tmp_path):
+    files = case.files
+    root = tmp_path / "ddp"
+    root.mkdir()
+    extra = {k: _formatted(v, root=str(trained.root), tmp=str(tmp_path)) for k, v in case.torchrun.items()}
+    args = {**trained.overrides, "bundle_root": str(root), **extra}
+    state = run_torchrun_training(files, [files.config(c) for c in case.torchrun_configs], args, cwd=tmp_path,
+                                  model=root / "models" / "model.pt")
+    assert state
+    for key in case.state_keys:
+        assert key in state, sorted(state)
