@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -108,11 +109,16 @@ def test_deterministic_cached_and_grouped(datalist, tmp_path):
         assert {k: x[k] for k in ("split", "scale", "degradation", "snr")} == \
                {k: y[k] for k in ("split", "scale", "degradation", "snr")}
     assert [(it["split"], it["degradation"], it["snr"]) for it in a] == [
-        ("test", "kspace_snr20", 20.0), ("test", "cubic", None), ("real", "kspace_snr20", 20.0), ("real", "cubic", None)]
+        ("test", "kspace_snr20", 20.0), ("test", "cubic", None),
+        ("real", "kspace_snr20", 20.0), ("real", "cubic", None)]
     # a rerun skips current files; a changed source is rewritten
     stamp = Path(a[0]["t1w_lr"]).stat().st_mtime_ns
     build_degraded_inputs(datalist, tmp_path / "a", **kw)
     assert Path(a[0]["t1w_lr"]).stat().st_mtime_ns == stamp
+    src = Path(a[0]["t1w"])
+    os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 1_000_000_000))
+    build_degraded_inputs(datalist, tmp_path / "a", **kw)
+    assert Path(a[0]["t1w_lr"]).stat().st_mtime_ns != stamp
     # different subjects and scales get different noise
     c = build_degraded_inputs(datalist, tmp_path / "c", **{**kw, "seed": 1})
     assert not np.array_equal(load_volume(a[0]["t1w_lr"])[0], load_volume(c[0]["t1w_lr"])[0])
