@@ -97,7 +97,7 @@ def run_workflow(
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The tiny trained bundles: each bundle's smallest network and training run, built once per test session by the
-# ``trained_bundle`` fixture (conftest.py) and shared by tests/test_bundle_<name>.py and tests/test_bundle_conformance.py.
+# ``trained_bundle`` fixture (conftest.py), shared by tests/test_bundle_<name>.py and tests/test_bundle_conformance.py.
 # A build writes under one folder and returns JSON (what the tests need besides the folder).
 # ---------------------------------------------------------------------------------------------------------------------
 

@@ -20,8 +20,7 @@ from monai_inr.networks.nets import ArRFR
 pytestmark = pytest.mark.xdist_group("arrfr_bundle")
 
 FILES = BundleFiles("arrfr")
-CONFIGS = FILES.configs
-TRAIN, EVALUATE, INFER, QUICK = (str(CONFIGS / f) for f in ("train.json", "evaluate.json", "inference.json", "quick.json"))
+TRAIN, EVALUATE, INFER, QUICK = (FILES.config(s) for s in ("train", "evaluate", "inference", "quick"))
 META, LOGGING = FILES.meta, FILES.logging
 
 NET = ARRFR_NET

@@ -18,8 +18,7 @@ from monai_inr.networks.nets import ArSSR
 pytestmark = pytest.mark.xdist_group("arssr_bundle")
 
 FILES = BundleFiles("arssr")
-CONFIGS = FILES.configs
-TRAIN, EVALUATE, INFER, QUICK = (str(CONFIGS / f) for f in ("train.json", "evaluate.json", "inference.json", "quick.json"))
+TRAIN, EVALUATE, INFER, QUICK = (FILES.config(s) for s in ("train", "evaluate", "inference", "quick"))
 META, LOGGING = FILES.meta, FILES.logging
 
 TINY_NET = ARSSR_NET

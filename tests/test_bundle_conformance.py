@@ -29,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @dataclass(frozen=True)
 class Probe:
-    """Call the exported network on a ``shape`` input (drawn by the case's ``sample``) with ``kwargs``; expect ``out``."""
+    """Call the exported network on a ``shape`` input (the case's ``sample``) with ``kwargs``; expect ``out``."""
 
     shape: tuple[int, ...]
     out: tuple[int, ...]

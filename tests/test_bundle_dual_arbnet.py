@@ -19,8 +19,7 @@ from monai_inr.networks.nets import DualArbNet
 pytestmark = [pytest.mark.xdist_group("dual_arbnet_bundle"), pytest.mark.usefixtures("one_thread")]
 
 FILES = BundleFiles("dual_arbnet")
-CONFIGS = FILES.configs
-TRAIN, EVALUATE, INFER, QUICK = (str(CONFIGS / f) for f in ("train.json", "evaluate.json", "inference.json", "quick.json"))
+TRAIN, EVALUATE, INFER, QUICK = (FILES.config(s) for s in ("train", "evaluate", "inference", "quick"))
 META, LOGGING = FILES.meta, FILES.logging
 
 TINY_NET = DUAL_ARBNET_NET

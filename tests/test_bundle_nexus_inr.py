@@ -24,7 +24,6 @@ from monai_inr.networks.nets import NexusINR
 pytestmark = pytest.mark.xdist_group("nexus_inr_bundle")
 
 FILES = BundleFiles("nexus_inr")
-CONFIGS = FILES.configs
 TRAIN, INFER, QUICK = (FILES.config(s) for s in ("train", "inference", "quick"))
 META, LOGGING = FILES.meta, FILES.logging
 
