@@ -12,6 +12,7 @@ Both score with :mod:`monai_inr.metrics.protocol` and write through :mod:`monai_
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 import math
 import os
 from pathlib import Path
@@ -50,7 +51,7 @@ def _subject_name(meta_source) -> str:
     return name
 
 
-class _ProtocolHandler:
+class _ProtocolHandler(ABC):
     """Shared part of the evaluator handlers: records per iteration (``_score``), written at completion (``_write``)."""
 
     def __init__(self, output_dir: str | os.PathLike, method_name: str, baselines: Sequence[str], mask_key: str,
@@ -74,11 +75,13 @@ class _ProtocolHandler:
     def _reset(self, engine: Engine) -> None:
         self.records = []
 
+    @abstractmethod
     def _score(self, engine: Engine) -> None:
-        raise NotImplementedError
+        """Score the engine's current output and keep the records."""
 
+    @abstractmethod
     def _write(self, engine: Engine) -> None:
-        raise NotImplementedError
+        """Write the report of the whole run."""
 
 
 class SuperResolutionMetrics(_ProtocolHandler):
