@@ -192,7 +192,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
 def _spawn(spec: dict[str, Any], log: Path) -> dict[str, Any]:
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     cmd = [sys.executable, "-m", "benchmarks.bench_multi_contrast_inr", "--child", json.dumps(spec)]
-    with open(log, "w") as f:
+    with open(log, "w", encoding="utf-8") as f:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=f, text=True, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:

@@ -60,7 +60,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     out = Path(args.output_dir)
     datalist = json.loads(build_realistic_dataset(out / "data", num_train=1, num_val=0, num_test=args.num_test,
-                                                  spacing=1.0, contrasts=("t1w",)).read_text())
+                                                  spacing=1.0, contrasts=("t1w",)).read_text(encoding="utf-8"))
     results = {}
     for item in datalist["test"] + datalist["real"]:
         results[item["subject"]] = evaluate_volume(item["t1w"], item["mask"], item["label"])

@@ -31,7 +31,7 @@ from monai_inr.coords import fov_affine, scaled_shape
 from monai_inr.evaluation.methods import interpolate
 from monai_inr.evaluation.report import write_montage
 from monai_inr.evaluation.runner import Reference, protocol_scores
-from monai_inr.io import load_volume, save_nifti
+from monai_inr.io import load_volume, save_nifti, write_json_atomic, write_text_atomic
 from monai_inr.metrics.protocol import apply_intensity_map, reference_intensity_map
 from monai_inr.transforms import PhysicalAcquisition
 from monai_inr.transforms.functional import resize_cell_centred
@@ -94,6 +94,9 @@ def main(output_dir: str = "runs/demo", ckpt_path: str | None = None) -> Path:
     t0 = time.time()
     src, mask, what = demo_subject(out)
     hr, affine = load_volume(src)
+    # crop the far end to a multiple of every scale, so each SR output lands exactly on the reference grid
+    keep = tuple(slice(0, n - n % 4) for n in hr.shape)  # the start voxel (and so the affine) is unchanged
+    hr, mask = hr[keep], mask[keep]
     rows, lines = [], []
     for scale, degradation in CASES:
         name = f"{src.name.split('.')[0]}_x{scale:g}_{degradation}"
@@ -117,9 +120,9 @@ def main(output_dir: str = "runs/demo", ckpt_path: str | None = None) -> Path:
     table = "\n".join(["| scale | LR input | method | PSNR in brain (dB) | SSIM in brain | PSNR whole (dB) |",
                        "|---|---|---|---|---|---|", *lines])
     report = out / "results.md"
-    report.write_text(f"# ArSSR demo: shipped weights on {what}\n\nWeights: `{ckpt}`; "
+    write_text_atomic(report, f"# ArSSR demo: shipped weights on {what}\n\nWeights: `{ckpt}`; "
                       f"run time {(time.time() - t0) / 60:.1f} min.\n\n{table}\n")
-    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_json_atomic(out / "results.json", rows)
     print(table)
     print(f"\nOutputs: {out}")
     return report

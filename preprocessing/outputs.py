@@ -217,7 +217,7 @@ def write_json(obj: Any, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp, final = atomic_path(path)
     try:
-        with open(tmp, "w") as fh:
+        with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(obj, fh, indent=2, default=_json_default)
             fh.write("\n")
         os.replace(tmp, final)
@@ -326,7 +326,7 @@ def write_dataset_description(
     path = Path(root) / "dataset_description.json"
     if path.exists():
         if links:
-            desc = json.loads(path.read_text())
+            desc = json.loads(path.read_text(encoding="utf-8"))
             merged = {**desc.get("DatasetLinks", {}), **links}
             if merged != desc.get("DatasetLinks"):
                 write_json({**desc, "DatasetLinks": merged}, path)

@@ -47,7 +47,7 @@ def shared_session_build(
     folder, done = shared / "build", shared / "done.json"
     with FileLock(str(shared / "build.lock")):
         if done.is_file():
-            return folder, json.loads(done.read_text())
+            return folder, json.loads(done.read_text(encoding="utf-8"))
         folder.mkdir(exist_ok=True)
         result = build(folder)
         done.write_text(json.dumps(result))

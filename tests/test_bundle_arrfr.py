@@ -77,7 +77,7 @@ def _infer(root, overrides, **kw):
 
 def test_dataset_comes_from_the_preprocessing_package(trained):
     _, data_dir, _ = trained
-    dl = json.loads((data_dir / "derivatives" / "datalist.json").read_text())
+    dl = json.loads((data_dir / "derivatives" / "datalist.json").read_text(encoding="utf-8"))
     assert dl["subjects"] == {"training": ["sub-01"], "validation": [], "test": ["sub-02"]}
     entry = dl["training"][0]
     assert np.load(data_dir / "derivatives" / entry["sodium"]).shape == (32, 32)
@@ -124,27 +124,27 @@ def test_evaluation_writes_tables_roi_regression_and_figures(trained):
     root, _, overrides = trained
     _run(_workflow([TRAIN, EVALUATE, QUICK], "eval", **overrides))
     out = root / "eval"
-    noref = json.loads((out / "metrics.json").read_text())
+    noref = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert {r["method"] for r in noref["records"]} == {"ArRFR", "cubic"}
     assert {r["scale"] for r in noref["records"]} == {2.0, 3.0}
     cubic = [r for r in noref["records"] if r["method"] == "cubic"]
     assert all(np.isfinite([r["psi"], r["lpc_si"]]).all() for r in cubic)
-    ref = json.loads((out / "reference_metrics.json").read_text())
+    ref = json.loads((out / "reference_metrics.json").read_text(encoding="utf-8"))
     assert {(r["scale"], r["method"]) for r in ref["records"]} >= {(1.0, "input"), (1.0, "ArRFR"), (2.0, "cubic"),
                                                                    (3.0, "ArRFR")}
     assert all(np.isfinite(r["psnr_t2w"]) for r in ref["records"] if r["method"] != "ArRFR")
     # the restacked whole volumes: one 3D record per subject, scale and method; the x1 input scores its own T2w PSNR
-    stacked = json.loads((out / "restacked_metrics.json").read_text())["records"]
+    stacked = json.loads((out / "restacked_metrics.json").read_text(encoding="utf-8"))["records"]
     assert {(r["scale"], r["method"]) for r in stacked} == {(1.0, "input"), (1.0, "ArRFR"), (2.0, "ArRFR"),
                                                             (2.0, "cubic"), (3.0, "ArRFR"), (3.0, "cubic")}
     assert all(r["slices"] == 1 and np.isfinite(r["psnr_truth"]) for r in stacked)
-    assert "Restacked volumes" in (out / "results.md").read_text()
-    roi = json.loads((out / "roi_analysis.json").read_text())
+    assert "Restacked volumes" in (out / "results.md").read_text(encoding="utf-8")
+    roi = json.loads((out / "roi_analysis.json").read_text(encoding="utf-8"))
     assert {"degraded_vs_input", "output_vs_input"} <= set(roi) and roi["points"]
     assert {p["roi"] for p in roi["points"]} <= {"CSF", "tumour"}
     for fig in ("profile_csf.png", "lesion_montage.png", "roi_regression.png"):
         assert (out / "figures" / fig).stat().st_size > 1000
-    assert "ROI regression" in (out / "results.md").read_text()
+    assert "ROI regression" in (out / "results.md").read_text(encoding="utf-8")
     assert len(list(out.glob("metrics_scale-*.csv"))) == 2
 
 

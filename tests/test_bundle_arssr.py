@@ -49,7 +49,7 @@ def test_evaluation_writes_metrics_per_scale_and_method(trained):
     wf.initialize()
     wf.run()
     wf.finalize()
-    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    metrics = json.loads((root / "eval" / "metrics.json").read_text(encoding="utf-8"))
     methods = {r["method"] for r in metrics["records"]}
     assert methods == {"ArSSR", "cubic", "trilinear"}
     assert {r["scale"] for r in metrics["records"]} == {2.0, 3.0}
@@ -60,7 +60,7 @@ def test_evaluation_writes_metrics_per_scale_and_method(trained):
 
 
 def _test_image(data_dir: Path) -> Path:
-    datalist = json.loads((data_dir / "datalist.json").read_text())
+    datalist = json.loads((data_dir / "datalist.json").read_text(encoding="utf-8"))
     path = Path(datalist["test"][0]["t1w"])
     return path if path.is_absolute() else data_dir / path
 

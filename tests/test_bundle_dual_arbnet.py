@@ -57,13 +57,13 @@ def test_evaluation_table_over_scales_references_and_methods(trained):
     out = root / "eval_run"
     _run([TRAIN, EVALUATE, QUICK], "eval", **{**overrides, "output_dir": str(out), "eval_scales": [1.5, 8.0],
                                              "eval_slices": 1})
-    doc = json.loads((out / "metrics.json").read_text())
+    doc = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     keys = {(r["scale"], r["reference"], r["method"]) for r in doc["records"]}
     expected = {(s, ref, "Dual-ArbNet") for s in (1.5, 8.0) for ref in ("HR", "LR")}
     expected |= {(s, "none", m) for s in (1.5, 8.0) for m in ("w/o ref", "cubic")}
     assert keys == expected
     assert all(np.isfinite([r["psnr"], r["ssim"], r["psnr_mask"], r["ssim_mask"]]).all() for r in doc["records"])
-    table = (out / "metrics_table.md").read_text()
+    table = (out / "metrics_table.md").read_text(encoding="utf-8")
     assert "| HR | Dual-ArbNet |" in table and "×8" in table
     assert sorted(p.name for p in out.glob("*.csv")) == ["metrics_scale-1.5.csv", "metrics_scale-8.csv"]
 
@@ -80,7 +80,7 @@ def test_evaluation_refuses_sizes_kspace_cropping_cannot_honour(trained):
 
 
 def _subject(data_dir: Path, key: str) -> Path:
-    datalist = json.loads((data_dir / "datalist.json").read_text())
+    datalist = json.loads((data_dir / "datalist.json").read_text(encoding="utf-8"))
     return Path(datalist["test"][0][key])
 
 

@@ -52,7 +52,7 @@ def trained(trained_bundle):
 
 def test_configs_are_indented_json():
     for f in CONFIGS.glob("*.json"):
-        text = f.read_text()
+        text = f.read_text(encoding="utf-8")
         assert text == json.dumps(json.loads(text), indent=4) + "\n", f.name
 
 
@@ -85,7 +85,7 @@ def test_evaluation_writes_metrics_for_every_method(trained):
     wf.initialize()
     wf.run()
     wf.finalize()
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     methods = [r["method"] for r in metrics["records"]]
     assert methods == ["cubic", "single_contrast_inr", "vanilla_inr", "split_head_inr"]
     for r in metrics["records"]:

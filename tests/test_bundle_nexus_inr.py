@@ -93,7 +93,7 @@ def test_ablation_is_a_config_override(tmp_path, switches, present, absent):
 
 def test_ablation_baseline_trains_without_labels(trained, tmp_path):
     _, data_dir, overrides = trained
-    doc = json.loads((data_dir / "datalist.json").read_text())
+    doc = json.loads((data_dir / "datalist.json").read_text(encoding="utf-8"))
     for split in ("training", "validation", "test"):
         for it in doc[split]:
             it.pop("label")
@@ -111,7 +111,7 @@ def test_ablation_baseline_trains_without_labels(trained, tmp_path):
 
 
 def _test_item(data_dir: Path) -> dict:
-    return json.loads((data_dir / "datalist.json").read_text())["test"][0]
+    return json.loads((data_dir / "datalist.json").read_text(encoding="utf-8"))["test"][0]
 
 
 def _infer(root, overrides, **kw):

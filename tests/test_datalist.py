@@ -78,7 +78,7 @@ def test_paired_contrasts_and_output_file(tmp_path):
         for item in items:
             assert item["t1w"].endswith(f"{item['subject']}_T1w.nii.gz")
             assert item["t2w"].endswith(f"{item['subject']}_T2w.nii.gz")
-    assert json.loads((tmp_path / "out" / "datalist.json").read_text()) == dl
+    assert json.loads((tmp_path / "out" / "datalist.json").read_text(encoding="utf-8")) == dl
     assert load_datalist(tmp_path / "out" / "datalist.json", "test") == dl["test"]
     with pytest.raises(InputError, match="lack"):
         build_folder_datalist(folder, pattern=pattern, on_missing="error")

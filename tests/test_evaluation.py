@@ -42,9 +42,9 @@ def test_atomic_text_and_json_honour_the_umask_and_leave_no_temporary_files(tmp_
         path = write_text_atomic(tmp_path / "sub" / "a.md", "x\n")
     finally:
         os.umask(old)
-    assert path.read_text() == "x\n" and (path.stat().st_mode & 0o777) == 0o640
+    assert path.read_text(encoding="utf-8") == "x\n" and (path.stat().st_mode & 0o777) == 0o640
     doc = write_json_atomic(tmp_path / "b.json", {"v": float("nan"), "a": np.float32(1.5), "p": tmp_path})
-    assert json.loads(doc.read_text()) == {"v": None, "a": 1.5, "p": str(tmp_path)}
+    assert json.loads(doc.read_text(encoding="utf-8")) == {"v": None, "a": 1.5, "p": str(tmp_path)}
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["a.md", "b.json"]
 
 
@@ -57,7 +57,7 @@ def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(tmp_path):
 
     with pytest.raises(RuntimeError):
         write_atomic(path, broken)
-    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["c.csv"]
+    assert path.read_text(encoding="utf-8") == "old\n" and [p.name for p in tmp_path.iterdir()] == ["c.csv"]
 
 
 def test_concurrent_writers_never_share_a_temporary_name(tmp_path):
@@ -77,7 +77,7 @@ def test_concurrent_writers_never_share_a_temporary_name(tmp_path):
         t.start()
     for t in threads:
         t.join()
-    assert not errors and path.read_text() in texts  # always one complete file
+    assert not errors and path.read_text(encoding="utf-8") in texts  # always one complete file
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
@@ -156,7 +156,7 @@ def test_tables_render_from_data():
 
 def test_an_empty_table_is_written_as_its_header(tmp_path):
     spec = TableSpec("ablation", "## A", (Column("PSNR", "psnr_t1w"),), extra_keys=("seconds",))
-    assert write_table([], tmp_path, spec).read_text() == "method,n,psnr_t1w,seconds\n"
+    assert write_table([], tmp_path, spec).read_text(encoding="utf-8") == "method,n,psnr_t1w,seconds\n"
 
 
 def test_montage_with_error_maps_is_a_png(tmp_path):
@@ -198,9 +198,9 @@ def test_a_config_level_evaluation_writes_metrics_tables_markdown_and_figures(su
     recs = ev.run()
     assert [r["method"] for r in recs] == ["Cubic", "Trilinear", "LR input"]
     assert recs[1]["psnr_t1w"] > recs[2]["psnr_t1w"]  # trilinear beats the LR voxels as they are
-    doc = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    doc = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))
     assert doc["metadata"]["tables"]["comparison"]["rows"] == ["Cubic", "Trilinear", "LR input"]
-    md = (tmp_path / "eval" / "results.md").read_text()
+    md = (tmp_path / "eval" / "results.md").read_text(encoding="utf-8")
     assert md.startswith("# Realistic") and "| Cubic | 1 |" in md
     assert (tmp_path / "eval" / "comparison.csv").is_file() and (tmp_path / "eval" / "figures" / "s1_t1w.png").is_file()
     with pytest.raises(InputError, match="callables"):

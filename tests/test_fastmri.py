@@ -73,7 +73,7 @@ def test_pairs_by_patient(folder, tmp_path):
         assert read_fastmri_info(i["reference"])["acquisition"] == "CORPD_FBK"
         assert i["num_slices"] == 4
     assert "p8" in dl["metadata"]["skipped"]
-    assert json.loads(out.read_text())["test"] == dl["test"]
+    assert json.loads(out.read_text(encoding="utf-8"))["test"] == dl["test"]
     slices = fastmri_slice_items(dl["test"], "central", count=2)
     assert [s["slice_index"] for s in slices] == [1, 2] * len(dl["test"])
     assert [s["slice_index"] for s in fastmri_slice_items(dl["test"][:1], [0, 3, 9])] == [0, 3]

@@ -45,7 +45,7 @@ def _imports(module: str, path: Path, modules: dict[str, Path] | None = None) ->
     """Absolute names imported by a module (relative imports resolved; ``from pkg import sub`` names ``pkg.sub``
     alone when ``sub`` is a module, ``pkg`` otherwise)."""
     modules = _modules() if modules is None else modules
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     out: list[str] = []
     for node in ast.walk(tree):

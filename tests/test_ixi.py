@@ -39,7 +39,7 @@ def test_pairs_target_and_reference_by_subject(ixi_folder, tmp_path):
     for i in items:
         assert i["image"].endswith(f"{i['subject']}-T2.nii.gz") and i["reference"].endswith(f"{i['subject']}-PD.nii.gz")
     assert dl["metadata"]["unpaired"] == ["IXI020-Guys-0700"]
-    assert json.loads(out.read_text())["training"] == dl["training"]
+    assert json.loads(out.read_text(encoding="utf-8"))["training"] == dl["training"]
     # reproducible, and other contrast pairs work
     assert build_ixi_datalist(root, val_fraction=0.2, test_fraction=0.2, seed=0)["test"] == dl["test"]
     t1 = build_ixi_datalist(root, target="T1", reference="PD", check_grids=False)

@@ -114,9 +114,9 @@ def test_reference_metrics_handler(tmp_path):
     assert sorted((r["reference"], r["method"]) for r in recs) == [
         ("HR", "Dual-ArbNet"), ("LR", "Dual-ArbNet"), ("none", "cubic"), ("none", "w/o ref")]
     assert all(r["subject"] == "sub-1_T2w" and r["slice"] == 3 and np.isfinite(r["psnr"]) for r in recs)
-    doc = json.loads((tmp_path / "metrics.json").read_text())
+    doc = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert doc["group_by"] == ["scale", "reference", "method"]
-    assert "| none | w/o ref |" in (tmp_path / "metrics_table.md").read_text()
+    assert "| none | w/o ref |" in (tmp_path / "metrics_table.md").read_text(encoding="utf-8")
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["sub-1_T2w_x2_ref-HR.png",
                                                                          "sub-1_T2w_x2_ref-LR.png"]
 

@@ -34,7 +34,7 @@ def _edges(img):
 
 
 def test_synthetic_dataset_layout_geometry_and_labels(dataset):
-    doc = json.loads(Path(dataset).read_text())
+    doc = json.loads(Path(dataset).read_text(encoding="utf-8"))
     assert [len(doc[s]) for s in ("training", "validation", "test")] == [2, 1, 1]
     seeds = {sid: v["seed"] for sid, v in doc["metadata"]["subjects"].items()}
     assert len(set(seeds.values())) == 4
@@ -129,7 +129,7 @@ def _loaded(item):
 
 
 def test_zscore_uses_lr_statistics_for_lr_and_hr(dataset):
-    item = json.loads(Path(dataset).read_text())["training"][0]
+    item = json.loads(Path(dataset).read_text(encoding="utf-8"))["training"][0]
     d = _loaded(item)
     z = NexusZScored()(d)
     for lr, hr in (("t1w_lr", "t1w"), ("t2w_lr", "t2w")):
@@ -139,7 +139,7 @@ def test_zscore_uses_lr_statistics_for_lr_and_hr(dataset):
 
 
 def test_paired_patches_cover_one_field_of_view(dataset):
-    item = json.loads(Path(dataset).read_text())["training"][0]
+    item = json.loads(Path(dataset).read_text(encoding="utf-8"))["training"][0]
     d = _loaded(item)
     hr_shape = d["t1w"].shape[1:]
     for flip in (0.0, 1.0):
@@ -167,7 +167,7 @@ def test_paired_patches_cover_one_field_of_view(dataset):
 
 
 def test_missing_labels_with_segmentation_on_is_an_input_error(dataset):
-    items = json.loads(Path(dataset).read_text())["training"]
+    items = json.loads(Path(dataset).read_text(encoding="utf-8"))["training"]
     assert check_nexus_datalist(items, segmentation=True) == items
     no_label = [{k: v for k, v in it.items() if k != "label"} for it in items]
     with pytest.raises(InputError, match="segmentation-enhanced learning is on"):

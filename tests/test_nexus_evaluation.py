@@ -65,7 +65,7 @@ def datalist(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def test_item(datalist):
-    return json.loads(datalist.read_text())["test"][0]
+    return json.loads(datalist.read_text(encoding="utf-8"))["test"][0]
 
 
 class TrilinearImplicit(torch.nn.Module):
@@ -118,7 +118,7 @@ def test_arssr_baseline_is_trained_with_the_bundle_once_and_reused(datalist, tes
     assert ckpt == work.resolve() / "models" / "model.pt" and ckpt.is_file()
     state = torch.load(ckpt, weights_only=True)
     assert any(k.startswith("encoder.") for k in state)
-    side = json.loads((ckpt.parent / "model.pt.json").read_text())
+    side = json.loads((ckpt.parent / "model.pt.json").read_text(encoding="utf-8"))
     assert side["epochs"] == 2 and len(side["train_files"]) == 4  # T1w and T2w of both training subjects
     stamp = ckpt.stat().st_mtime_ns
     method = arssr_method(
@@ -176,7 +176,7 @@ def test_evaluation_scores_with_the_protocol_and_writes_three_tables(datalist, t
     assert "psnr_t1w" not in by[HR_ROW]
     assert by["Oracle"]["dice"] == pytest.approx(by[HR_ROW]["dice"], abs=0.05)
 
-    doc = json.loads((out / "metrics.json").read_text())
+    doc = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert len(doc["records"]) == 5 and doc["group_by"] == ["method"]
     tables = doc["metadata"]["tables"]
     assert tables["comparison"]["rows"] == ["Trilinear", "MC-INR", "Oracle"]
@@ -186,7 +186,7 @@ def test_evaluation_scores_with_the_protocol_and_writes_three_tables(datalist, t
         with open(out / f"{name}.csv") as f:
             table = list(csv.reader(f))
         assert len(table) == rows + 1
-    md = (out / "results.md").read_text()
+    md = (out / "results.md").read_text(encoding="utf-8")
     assert "## Comparison (paper Table 1)" in md and "## Ablation (paper Table 2)" in md
     assert "## Downstream segmentation (paper Table 5)" in md and f"| {HR_ROW} | 1 |" in md
     assert "Not evaluated (no method configured): Nexus-INR." in md
@@ -272,13 +272,13 @@ def test_evaluate_json_runs_through_the_bundle_workflow(datalist, tmp_path):
     wf.run()
     wf.finalize()
     out = tmp_path / "bundle" / "eval"
-    doc = json.loads((out / "metrics.json").read_text())
+    doc = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert [r["method"] for r in doc["records"]] == ["LR input", "Trilinear", "ArSSR", "MC-INR", HR_ROW]
-    md = (out / "results.md").read_text()
+    md = (out / "results.md").read_text(encoding="utf-8")
     assert "| ArSSR | 1 |" in md and "| MC-INR | 1 |" in md
     assert "Nexus-INR" in doc["metadata"]["tables"]["comparison"]["not_evaluated"]
     assert doc["metadata"]["tables"]["ablation"]["rows"] == []
-    assert (out / "ablation.csv").read_text().startswith("method,n,psnr_t1w")  # empty table: header only
+    assert (out / "ablation.csv").read_text(encoding="utf-8").startswith("method,n,psnr_t1w")  # empty table: header only
     assert (tmp_path / "bundle" / "models" / "downstream_unet" / "model.pt").is_file()
 
 
@@ -339,13 +339,13 @@ def test_evaluate_json_merged_with_the_nexus_bundle_fills_the_ablation_table(dat
     wf.initialize()
     wf.run()
     wf.finalize()
-    doc = json.loads((root / "eval" / "metrics.json").read_text())
+    doc = json.loads((root / "eval" / "metrics.json").read_text(encoding="utf-8"))
     assert [r["method"] for r in doc["records"]] == ["Trilinear", "Baseline", "Nexus-INR"]
     ablation = doc["metadata"]["tables"]["ablation"]
     assert ablation["rows"] == ["Baseline", "Nexus-INR"]
     assert ablation["not_evaluated"] == ["+ MMF", "+ MMF + KD-Attn"]  # no checkpoints: listed, not evaluated
     assert doc["metadata"]["tables"]["comparison"]["rows"] == ["Trilinear", "Nexus-INR"]
-    assert "| Baseline | 1 |" in (root / "eval" / "results.md").read_text()
+    assert "| Baseline | 1 |" in (root / "eval" / "results.md").read_text(encoding="utf-8")
 
 
 def test_ablation_networks_are_parsed_from_the_config_files_of_the_evaluated_profile(tmp_path):

@@ -217,7 +217,7 @@ def test_write_subject_round_trip(tiny_lesion, tmp_path):
     assert label.get_data_dtype() == np.uint8
     np.testing.assert_array_equal(np.asarray(label.dataobj), tiny_lesion.labels)
     np.testing.assert_array_equal(np.asarray(nib.load(item["mask"]).dataobj), tiny_lesion.mask)
-    assert json.loads((tmp_path / "out" / "sub-0003_phantom.json").read_text())["lesion"]["necrosis"] is True
+    assert json.loads((tmp_path / "out" / "sub-0003_phantom.json").read_text(encoding="utf-8"))["lesion"]["necrosis"] is True
     assert not [p for p in (tmp_path / "out").iterdir() if ".partial" in p.name]
     with pytest.raises(InputError, match="subject_id"):
         P.write_subject(tiny_lesion, tmp_path, "../x")
@@ -229,7 +229,7 @@ def test_build_dataset_splits_idempotence_and_cli(tmp_path, capsys):
             "--lesion", "1", "--lesion_splits", "test", "--contrasts", "t1w", "sodium"]
     path = P.main(args)
     assert path == out / "datalist.json" and str(path) in capsys.readouterr().out
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     assert [len(data[s]) for s in ("training", "validation", "test")] == [2, 1, 2]
     subjects = data["metadata"]["subjects"]
     seeds = {split: {v["seed"] for v in subjects.values() if v["split"] == split} for split in
@@ -249,7 +249,7 @@ def test_build_dataset_splits_idempotence_and_cli(tmp_path, capsys):
     # the test subjects do not depend on how many training subjects there are
     P.build_dataset(out, num_train=3, num_val=1, num_test=2, spacing=4.0, lesion=True, lesion_splits=("test",),
                     contrasts=("t1w", "sodium"))
-    rebuilt = json.loads(path.read_text())
+    rebuilt = json.loads(path.read_text(encoding="utf-8"))
     assert len(rebuilt["training"]) == 3
     test_seeds = [v["seed"] for v in rebuilt["metadata"]["subjects"].values() if v["split"] == "test"]
     assert test_seeds == sorted(seeds["test"])

@@ -37,7 +37,7 @@ def test_run_writes_every_output_with_sidecars(chain):
     grid = ReconGrid.from_dict(read_raw(raw).meta["grid"])
     assert img.shape == (24, 24, 24) and np.allclose(img.affine, grid.affine, atol=1e-4)
     assert nib.load(anat / "sub-01_acq-23Na_rec-nufft_desc-complex_TSC.nii.gz").get_data_dtype() == np.complex64
-    side = json.loads((anat / "sub-01_acq-23Na_rec-nufft_desc-magnitude_TSC.json").read_text())
+    side = json.loads((anat / "sub-01_acq-23Na_rec-nufft_desc-magnitude_TSC.json").read_text(encoding="utf-8"))
     assert side["Units"] == "mM" and side["Reconstruction"]["dcf_used"] == "shells"
     assert "pynufft" in side["SoftwareVersions"] and len(side["SourcesSHA256"]["raw"]) == 64
     up = nib.load(anat / "sub-01_acq-23Na_res-4p50_desc-upsampled_TSC.nii.gz")
@@ -45,8 +45,8 @@ def test_run_writes_every_output_with_sidecars(chain):
     assert up.shape == t2.shape == (48, 48, 48) and np.allclose(up.affine, t2.affine)
     assert (anat / "sub-01_from-T2w_to-23Na_mode-image_xfm.mat").exists()
     assert (der / "sub-01" / "figures" / "sub-01_desc-qc_overlay.png").stat().st_size > 1000
-    assert json.loads((der / "dataset_description.json").read_text())["DatasetType"] == "derivative"
-    log = (der / "sub-01" / "sub-01_log.txt").read_text()
+    assert json.loads((der / "dataset_description.json").read_text(encoding="utf-8"))["DatasetType"] == "derivative"
+    log = (der / "sub-01" / "sub-01_log.txt").read_text(encoding="utf-8")
     for step in ("reconstruct", "register", "prepare"):
         assert f"START {step}" in log and f"END {step}" in log
     assert not list(der.rglob(".staging-*")) and not list(der.rglob("*.partial*"))
@@ -57,10 +57,10 @@ def test_run_writes_every_output_with_sidecars(chain):
     for f in written:
         assert_bids_name(f)
     # Sources are BIDS URIs: the raw data through DatasetLinks, earlier derivatives of this dataset with bids::
-    links = json.loads((der / "dataset_description.json").read_text())["DatasetLinks"]
+    links = json.loads((der / "dataset_description.json").read_text(encoding="utf-8"))["DatasetLinks"]
     assert (der / links["raw"]).resolve() == raw_dir.resolve()
     assert side["Sources"] == ["bids:raw:sub-01/sub-01_acq-23Na_raw.h5"]
-    reg = json.loads((anat / "sub-01_space-23Na_desc-preproc_T2w.json").read_text())
+    reg = json.loads((anat / "sub-01_space-23Na_desc-preproc_T2w.json").read_text(encoding="utf-8"))
     assert reg["Sources"] == ["bids::sub-01/anat/sub-01_acq-23Na_rec-nufft_desc-magnitude_TSC.nii.gz",
                               "bids:raw:sub-01/dicom/T2w"]
     assert reg["SourceRoles"]["t2w"] == "bids:raw:sub-01/dicom/T2w"
@@ -68,8 +68,8 @@ def test_run_writes_every_output_with_sidecars(chain):
 
 def test_registration_through_dicom_recovers_the_simulated_motion(chain):
     raw_dir, der, _, _ = chain
-    truth = json.loads((raw_dir / "sub-01" / "truth" / "sub-01_from-T2w_to-23Na_desc-truth_xfm.json").read_text())
-    est = json.loads((der / "sub-01" / "anat" / "sub-01_from-T2w_to-23Na_mode-image_xfm.json").read_text())
+    truth = json.loads((raw_dir / "sub-01" / "truth" / "sub-01_from-T2w_to-23Na_desc-truth_xfm.json").read_text(encoding="utf-8"))
+    est = json.loads((der / "sub-01" / "anat" / "sub-01_from-T2w_to-23Na_mode-image_xfm.json").read_text(encoding="utf-8"))
     err = rigid_errors(np.array(est["fixed_to_moving_ras"]), np.array(truth["fixed_to_moving_ras"]),
                        center_mm=truth["center_mm"])
     print(f"end-to-end registration error: {err}")
@@ -79,7 +79,7 @@ def test_registration_through_dicom_recovers_the_simulated_motion(chain):
 
 def test_prepared_slices_and_datalist(chain):
     _, der, _, _ = chain
-    index = json.loads((der / "sub-01" / "sub-01_desc-slices_index.json").read_text())
+    index = json.loads((der / "sub-01" / "sub-01_desc-slices_index.json").read_text(encoding="utf-8"))
     assert index["lesion"] is True and len(index["slices"]) == 3 * 112
     assert index["Padding"]["pad_before"] == [32, 32, 32]
     s = np.load(der / "sub-01" / index["slices"][56]["sodium"])
@@ -88,7 +88,7 @@ def test_prepared_slices_and_datalist(chain):
     padded = nib.load(der / "sub-01" / "anat" / "sub-01_acq-23Na_desc-pad112_TSC.nii.gz")
     assert padded.shape == (112, 112, 112)
     assert main(["datalist", "--root", str(der)]) == 0
-    dl = json.loads((der / "datalist.json").read_text())
+    dl = json.loads((der / "datalist.json").read_text(encoding="utf-8"))
     assert len(dl["test"]) == 336 and dl["training"] == []  # the lesion subject is a test case
     assert (der / dl["test"][0]["t2w"]).exists()
 
@@ -104,7 +104,7 @@ def test_existing_results_are_not_overwritten(chain, capsys):
     assert mag.stat().st_mtime_ns == before
     assert main(["reconstruct", "--raw", str(raw), "--out", str(der), "--subject", "01", "--overwrite",
                  "--filter", "hamming", "--backend", "pynufft"]) == 0
-    side = json.loads((der / "sub-01" / "anat" / "sub-01_acq-23Na_rec-nufft_desc-magnitude_TSC.json").read_text())
+    side = json.loads((der / "sub-01" / "anat" / "sub-01_acq-23Na_rec-nufft_desc-magnitude_TSC.json").read_text(encoding="utf-8"))
     assert side["Reconstruction"]["config"]["window"] == "hamming"
 
 

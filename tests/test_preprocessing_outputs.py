@@ -60,7 +60,7 @@ def test_sources_are_bids_uris_with_dataset_links(tmp_path):
     assert out.bids_uri(elsewhere, der, links) == elsewhere.absolute().as_uri()
     out.write_dataset_description(der)
     out.write_dataset_description(der, links=links)  # added to an existing description, nothing else changed
-    desc = json.loads((der / "dataset_description.json").read_text())
+    desc = json.loads((der / "dataset_description.json").read_text(encoding="utf-8"))
     assert desc["DatasetLinks"] == {"raw": "../../raw"} and desc["DatasetType"] == "derivative"
 
 
@@ -70,19 +70,19 @@ def test_staging_commits_all_or_nothing(tmp_path):
         out.write_json({"x": 1}, stage.path(final))
         assert not final.exists()
         stage.commit()
-    assert json.loads(final.read_text()) == {"x": 1}
+    assert json.loads(final.read_text(encoding="utf-8")) == {"x": 1}
     with pytest.raises(RuntimeError):
         with out.Staging(tmp_path, "step", overwrite=True) as stage:
             out.write_json({"x": 2}, stage.path(final))
             out.write_json({"y": 2}, stage.path(tmp_path / "b.json"))
             raise RuntimeError("crash in the middle")
-    assert json.loads(final.read_text()) == {"x": 1} and not (tmp_path / "b.json").exists()
+    assert json.loads(final.read_text(encoding="utf-8")) == {"x": 1} and not (tmp_path / "b.json").exists()
     assert not list(tmp_path.glob(".staging-*"))  # nothing half-written left behind
     with pytest.raises(InputError, match="already holds step results"):
         with out.Staging(tmp_path, "step") as stage:
             out.write_json({"x": 3}, stage.path(final))
             stage.commit()
-    assert json.loads(final.read_text()) == {"x": 1}
+    assert json.loads(final.read_text(encoding="utf-8")) == {"x": 1}
 
 
 def test_ensure_absent_and_step_log(tmp_path):
@@ -96,7 +96,7 @@ def test_ensure_absent_and_step_log(tmp_path):
     with pytest.raises(ValueError):
         with out.step_log(logfile, "broken"):
             raise ValueError("boom")
-    text = logfile.read_text()
+    text = logfile.read_text(encoding="utf-8")
     assert "START demo" in text and "inside" in text and "END demo" in text and "FAILED broken" in text
 
 
@@ -114,4 +114,4 @@ def test_sidecar_helpers_and_qc(tmp_path):
     png = out.qc_overlay(x, x, aff, tmp_path / "fig" / "qc.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     d = out.write_dataset_description(tmp_path)
-    assert json.loads(d.read_text())["DatasetType"] == "derivative"
+    assert json.loads(d.read_text(encoding="utf-8"))["DatasetType"] == "derivative"

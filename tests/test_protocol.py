@@ -172,7 +172,7 @@ def test_write_metrics(tmp_path):
     out = tmp_path / "eval"
     paths = write_metrics(records(), out, metadata={"normalization": "minmax", "degradation": "box"})
     assert paths["json"] == out / "metrics.json"
-    doc = json.loads((out / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    doc = json.loads((out / "metrics.json").read_text(encoding="utf-8"), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
     assert len(doc["records"]) == 12 and len(doc["summary"]) == 4
     assert doc["records"][0]["ssim"] is None  # NaN -> null
     assert doc["metric_keys"] == ["psnr", "ssim", "psnr_mask"]

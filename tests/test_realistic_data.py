@@ -38,7 +38,7 @@ def dataset(tmp_path_factory, colin):
     path = R.build_realistic_dataset(out, num_train=2, num_val=1, num_test=2, spacing=2.0, seed=0,
                                      contrasts=("t1w", "t2w", "flair"), lesion=0.5,
                                      anatomy_resolution_mm=_resolution())
-    return path, json.loads(path.read_text())
+    return path, json.loads(path.read_text(encoding="utf-8"))
 
 
 def test_colin27_dir_missing_names_the_package(tmp_path, monkeypatch):

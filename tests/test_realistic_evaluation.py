@@ -130,7 +130,7 @@ def test_deterministic_cached_and_grouped(datalist, tmp_path):
 
     records = run_realistic_evaluation(a, baseline_methods(("t1w",)), tmp_path / "report", figures=False)
     assert len(records) == 8 and all(all(k in r for k in GROUP_KEYS) for r in records)
-    doc = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    doc = json.loads((tmp_path / "report" / "metrics.json").read_text(encoding="utf-8"))
     assert tuple(doc["group_by"]) == GROUP_KEYS
     assert {(s["split"], s["degradation"], s["method"]) for s in doc["summary"]} == {
         (sp, d, m) for sp in ("test", "real") for d in ("kspace_snr20", "cubic") for m in ("Cubic", "Trilinear")}
@@ -157,12 +157,12 @@ def test_arssr_overlay_end_to_end(datalist, tmp_path):
     wf.run()
     wf.finalize()
     out = tmp_path / "bundle" / "eval" / "realistic"
-    doc = json.loads((out / "metrics.json").read_text())
+    doc = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     rows = {(s["split"], s["degradation"], s["scale"], s["method"]) for s in doc["summary"]}
     assert rows == {(sp, d, sc, m) for sp in ("test", "real") for d in ("cubic", "kspace_snr20") for sc in (2.0, 3.0)
                     for m in ("Cubic", "Trilinear", "ArSSR")}
     assert all(np.isfinite(s["psnr_mask_t1w_mean"]) for s in doc["summary"])
-    table = (out / "realistic.md").read_text()
+    table = (out / "realistic.md").read_text(encoding="utf-8")
     assert "PSNR in the brain" in table and "| test | kspace_snr20 | ArSSR |" in table
     figures = sorted(p.name for p in (out / "figures").iterdir())
     assert "sub-0001_kspace_snr20_x3_t1w.png" in figures and len(figures) == 8

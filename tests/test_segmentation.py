@@ -105,7 +105,7 @@ def test_segmentation_input_zscores_inside_the_mask():
 def subjects(tmp_path_factory):
     d = tmp_path_factory.mktemp("seg")
     datalist = build_nexus_dataset(d, num_train=2, num_val=0, num_test=0, spacing=6.0)
-    return json.loads(Path(datalist).read_text())["training"]
+    return json.loads(Path(datalist).read_text(encoding="utf-8"))["training"]
 
 
 def test_bad_label_map_names_the_file(subjects, tmp_path):
@@ -155,7 +155,7 @@ def test_training_lowers_the_loss_and_the_network_round_trips(subjects, tmp_path
     assert not info1["cached"] and cache.is_file() and len(info1["loss_history"]) == 1
     state = torch.load(cache, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
-    assert json.loads((tmp_path / "seg" / "model.pt.json").read_text())["network"]["channels"] == [4, 8, 16]
+    assert json.loads((tmp_path / "seg" / "model.pt.json").read_text(encoding="utf-8"))["network"]["channels"] == [4, 8, 16]
     net2, info2 = train_or_load_segmentation(subjects, cache, network_kwargs=TINY, **kwargs)
     assert info2["cached"]
     np.testing.assert_array_equal(segment(net1, t1, t2, mask, roi_size=16), segment(net2, t1, t2, mask, roi_size=16))

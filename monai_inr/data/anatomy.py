@@ -169,7 +169,7 @@ def _find_cached(inputs_sha: dict, options: dict, key: str) -> tuple[Path, dict]
         if not (js.is_file() and (folder / "fractions.nii.gz").is_file()):
             continue
         try:
-            meta = json.loads(js.read_text())
+            meta = json.loads(js.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if meta.get("version") != SEGMENTATION_VERSION or meta.get("inputs_sha256") != inputs_sha:

@@ -103,7 +103,7 @@ def current_datalist(
     if not p.is_file():
         return None
     try:
-        doc = json.loads(p.read_text())
+        doc = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if doc.get("metadata", {}).get("parameters") != params:

@@ -128,7 +128,7 @@ def load_multi_contrast_datalist(path: str | os.PathLike, split: str = "test") -
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: datalist not found.")
-    items = json.loads(p.read_text()).get(split, [])
+    items = json.loads(p.read_text(encoding="utf-8")).get(split, [])
     if not items:
         raise InputError(f"{p}: no items in the {split!r} split.")
     return items

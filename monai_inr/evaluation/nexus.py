@@ -86,7 +86,7 @@ def _settings_match(path: Path, settings: Mapping[str, Any]) -> bool:
     if not (path.is_file() and side.is_file()):
         return False
     try:
-        return json.loads(side.read_text()) == json.loads(json.dumps(settings, default=str))
+        return json.loads(side.read_text(encoding="utf-8")) == json.loads(json.dumps(settings, default=str))
     except ValueError:
         return False
 
@@ -125,7 +125,7 @@ def train_arssr_baseline(
     p = Path(datalist)
     if not p.is_file():
         raise InputError(f"{p}: datalist not found.")
-    doc = json.loads(p.read_text())
+    doc = json.loads(p.read_text(encoding="utf-8"))
     train = [it for it in doc.get("training", [])]
     if not train:
         raise InputError(f"{p}: no 'training' subjects to train the ArSSR baseline on.")

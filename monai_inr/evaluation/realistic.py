@@ -259,7 +259,7 @@ def build_degraded_inputs(
                         info = None
                         if path.is_file() and side.is_file():
                             try:
-                                doc = json.loads(side.read_text())
+                                doc = json.loads(side.read_text(encoding="utf-8"))
                                 info = doc["info"] if doc.get("params") == json_safe(params) else None
                             except (ValueError, KeyError):
                                 info = None

@@ -51,7 +51,7 @@ def read_datalist(datalist: str | os.PathLike | Sequence[Mapping[str, Any]], spl
         if not p.is_file():
             raise InputError(f"{p}: datalist not found.")
         try:
-            doc = json.loads(p.read_text())
+            doc = json.loads(p.read_text(encoding="utf-8"))
         except ValueError as e:
             raise InputError(f"{p}: not a readable JSON datalist ({e}).") from e
         if split not in doc:

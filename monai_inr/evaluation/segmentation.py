@@ -430,7 +430,7 @@ def load_segmentation_network(path: str | os.PathLike, **network_kwargs: Any) ->
     side = _settings_path(path)
     if side.is_file():
         try:
-            kwargs.update(json.loads(side.read_text()).get("network", {}))
+            kwargs.update(json.loads(side.read_text(encoding="utf-8")).get("network", {}))
         except ValueError as e:
             raise InputError(f"{side}: not a readable settings file ({e}).") from e
     net = build_segmentation_network(**kwargs)
@@ -472,7 +472,7 @@ def train_or_load_segmentation(
         side = _settings_path(path)
         if path.is_file() and side.is_file():
             try:
-                stored = json.loads(side.read_text())
+                stored = json.loads(side.read_text(encoding="utf-8"))
             except ValueError:
                 stored = {}
             if {k: stored.get(k) for k in settings} == json.loads(json.dumps(settings, default=str)):
