@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import torch
+from monai.transforms import MapTransform
 
 from monai_inr.io import json_text, write_text_atomic
 
@@ -44,6 +46,7 @@ __all__ = [
     "evaluate_pair",
     "summarize",
     "write_metrics",
+    "NormalizeToLabeld",
 ]
 
 #: What :func:`evaluate_pair` computes; stored in ``metrics.json`` so results say how they were obtained.
@@ -442,3 +445,24 @@ def write_metrics(
     for path, text in texts.items():  # everything is rendered before the first file is touched
         write_text_atomic(path, text)
     return {"json": json_path, "csv": csv_paths}
+
+
+class NormalizeToLabeld(MapTransform):
+    """The protocol's normalisation as a dictionary transform for a bundle evaluator's postprocessing: ``pred`` and
+    ``label`` ``(C, ...)`` mapped per channel with the label's :func:`reference_intensity_map` (min-max), ``pred``
+    clipped to [0, 1] (:func:`apply_intensity_map`), the label left unclipped (it spans [0, 1] exactly)."""
+
+    def __init__(self, keys=("pred", "label"), reference_key: str = "label") -> None:
+        super().__init__(keys)
+        self.reference_key = reference_key
+
+    def __call__(self, data):
+        d = dict(data)
+        ref = torch.as_tensor(d[self.reference_key]).detach().float()
+        maps = [reference_intensity_map(ref[c].cpu().numpy()) for c in range(ref.shape[0])]
+        for k in self.key_iterator(d):
+            x = torch.as_tensor(d[k]).detach().float()
+            out = [apply_intensity_map(x[c].cpu().numpy(), lo, hi, clip=k != self.reference_key)
+                   for c, (lo, hi) in enumerate(maps)]
+            d[k] = torch.from_numpy(np.stack(out).astype(np.float32)).to(x.device)
+        return d

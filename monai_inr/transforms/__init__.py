@@ -51,7 +51,6 @@ from .intensity import (
     INTENSITY_MIN,
     MinMaxNormalize,
     MinMaxNormalized,
-    NormalizeToLabeld,
     RestoreIntensityd,
 )
 from .io import (
@@ -120,7 +119,6 @@ __all__ = [
     "MinMaxNormalize",
     "MinMaxNormalized",
     "RestoreIntensityd",
-    "NormalizeToLabeld",
     "INTENSITY_MIN",
     "INTENSITY_MAX",
     "LoadVolumed",

@@ -13,7 +13,6 @@ __all__ = [
     "MinMaxNormalize",
     "MinMaxNormalized",
     "RestoreIntensityd",
-    "NormalizeToLabeld",
     "INTENSITY_MIN",
     "INTENSITY_MAX",
 ]
@@ -69,24 +68,4 @@ class RestoreIntensityd(MapTransform):
         lo, hi = float(meta[INTENSITY_MIN]), float(meta[INTENSITY_MAX])
         for key in self.key_iterator(d):
             d[key] = d[key] * (hi - lo) + lo
-        return d
-
-
-class NormalizeToLabeld(MapTransform):
-    """Map ``pred`` and ``label`` ``(C, ...)`` to [0, 1] with the label's per-channel min/max; clip ``pred``
-    (the evaluation protocol, :func:`monai_inr.metrics.protocol.normalize_to_reference`: the ground truth's range,
-    never the prediction's)."""
-
-    def __init__(self, keys=("pred", "label"), reference_key: str = "label") -> None:
-        super().__init__(keys)
-        self.reference_key = reference_key
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        ref = torch.as_tensor(d[self.reference_key]).float()
-        lo = ref.flatten(1).min(dim=1).values.reshape(-1, *[1] * (ref.ndim - 1))
-        hi = ref.flatten(1).max(dim=1).values.reshape(-1, *[1] * (ref.ndim - 1))
-        for k in self.key_iterator(d):
-            v = (torch.as_tensor(d[k]).float() - lo) / (hi - lo).clamp_min(1e-12)
-            d[k] = v.clamp(0.0, 1.0) if k != self.reference_key else v
         return d
