@@ -25,16 +25,13 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import torch
 
-from monai_inr.coords import fov_affine, scaled_shape
 from monai_inr.evaluation.methods import interpolate
+from monai_inr.evaluation.realistic import degrade
 from monai_inr.evaluation.report import write_montage
 from monai_inr.evaluation.runner import Reference, protocol_scores
 from monai_inr.io import load_volume, save_nifti, write_json_atomic, write_text_atomic
 from monai_inr.metrics.protocol import apply_intensity_map, reference_intensity_map
-from monai_inr.transforms import PhysicalAcquisition
-from monai_inr.transforms.functional import resize_cell_centred
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "arssr"
@@ -72,20 +69,6 @@ def demo_subject(out: Path) -> tuple[Path, np.ndarray, str]:
     return path, subject.labels > 0, "a synthetic subject (MNI152 anatomy)"
 
 
-def degrade(hr: np.ndarray, affine: np.ndarray, mask: np.ndarray, scale: float, degradation: str, seed: int = 0
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """LR array and affine of ``hr`` for one demo case (same field of view); ``mask`` locates the white matter that
-    the SNR refers to."""
-    lr_shape = scaled_shape(hr.shape, 1.0 / scale)
-    if degradation == "cubic":
-        lr = resize_cell_centred(hr, lr_shape, order=3)
-    else:
-        t = PhysicalAcquisition(scale=scale, slice_axis=None, snr=20.0).set_random_state(seed)
-        lr = t(torch.from_numpy(hr[None].astype(np.float32)), affine=affine, mask=torch.from_numpy(mask))
-        lr = lr[0].numpy()
-    return np.asarray(lr, np.float32), fov_affine(affine, hr.shape, lr_shape)
-
-
 def main(output_dir: str = "runs/demo", ckpt_path: str | None = None) -> Path:
     out = Path(output_dir).resolve()
     ckpt = Path(ckpt_path) if ckpt_path else SHIPPED
@@ -100,7 +83,7 @@ def main(output_dir: str = "runs/demo", ckpt_path: str | None = None) -> Path:
     rows, lines = [], []
     for scale, degradation in CASES:
         name = f"{src.name.split('.')[0]}_x{scale:g}_{degradation}"
-        lr, lr_affine = degrade(hr, affine, mask, scale, degradation)
+        lr, lr_affine, _ = degrade(hr, affine, degradation, scale, mask=mask)
         lr_file = save_nifti(lr, lr_affine, out / "inputs" / f"{name}.nii.gz")
         _bundle("inference", ["inference.json"], bundle_root=str(BUNDLE), ckpt_path=str(ckpt), input_image=str(lr_file),
                 scale=scale, output_dir=str(out / "sr"))

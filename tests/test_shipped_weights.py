@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from monai_inr.coords import scaled_shape
 from monai_inr.engines import network_from_checkpoint
+from monai_inr.evaluation.methods import interpolate
+from monai_inr.evaluation.realistic import degrade
 from monai_inr.inferers import ImplicitInferer
 from monai_inr.metrics.protocol import evaluate_pair, normalize_to_reference
 from monai_inr.networks.nets import ArSSR
-from monai_inr.transforms import PhysicalAcquisition
-from monai_inr.transforms.functional import resize_cell_centred
 
 SHIPPED = Path(__file__).resolve().parents[1] / "bundles" / "arssr" / "models" / "model.pt"
 BOX = 72  # HR voxels per axis: divisible by 2 and 4, small enough for a fast CPU test
@@ -47,14 +46,6 @@ def held_out_volume() -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     affine = img.affine.copy()
     affine[:3, 3] += affine[:3, :3] @ start
     return data[box], affine, brain[box], what
-
-
-def degrade(hr: np.ndarray, affine: np.ndarray, mask: np.ndarray, scale: float, degradation: str) -> np.ndarray:
-    lr_shape = scaled_shape(hr.shape, 1.0 / scale)
-    if degradation == "cubic":
-        return resize_cell_centred(hr, lr_shape, order=3)
-    t = PhysicalAcquisition(scale=scale, slice_axis=None, snr=20.0).set_random_state(0)
-    return t(torch.from_numpy(hr[None]), affine=affine, mask=torch.from_numpy(mask))[0].numpy()
 
 
 def in_brain_psnr(pred: np.ndarray, hr: np.ndarray, mask: np.ndarray) -> float:
@@ -95,7 +86,7 @@ X2_SPLINE_LOSS = pytest.mark.xfail(
 )
 def test_shipped_weights_beat_cubic_and_trilinear(shipped_network, scale, degradation):
     hr, affine, mask, what = held_out_volume()
-    lr = np.asarray(degrade(hr, affine, mask, scale, degradation), dtype=np.float32)
+    lr, _, _ = degrade(hr, affine, degradation, scale, mask=mask)  # as the realistic evaluation (seed 0)
     lo, hi = float(lr.min()), float(lr.max())  # the bundle's min-max input normalisation, mapped back after
     x = torch.from_numpy((lr - lo) / (hi - lo))[None, None]
     with torch.inference_mode():
@@ -103,7 +94,6 @@ def test_shipped_weights_beat_cubic_and_trilinear(shipped_network, scale, degrad
     assert sr.shape == hr.shape
     scores = {
         "arssr": in_brain_psnr(sr, hr, mask),
-        "cubic": in_brain_psnr(resize_cell_centred(lr, hr.shape, order=3), hr, mask),
-        "trilinear": in_brain_psnr(resize_cell_centred(lr, hr.shape, order=1), hr, mask),
+        **{b: in_brain_psnr(interpolate(lr, hr.shape, b), hr, mask) for b in ("cubic", "trilinear")},
     }
     assert scores["arssr"] > max(scores["cubic"], scores["trilinear"]), (what, scale, degradation, scores)
