@@ -85,7 +85,7 @@ def normalized_grid(
     Returns ``(prod(shape), ndim)`` if ``flatten`` else ``(*shape, ndim)``, C-order (last axis fastest), so that
     ``values.reshape(shape)`` matches ``grid``.
     """
-    axes = [(torch.arange(n, device=device, dtype=torch.float64) * 2 + 1) / n - 1 for n in shape]
+    axes = [voxel_to_normalized(torch.arange(n, device=device, dtype=torch.float64), (n,)) for n in shape]
     grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).to(dtype)
     return grid.reshape(-1, len(shape)) if flatten else grid
 

@@ -264,3 +264,17 @@ def test_export_of_a_checkpoint_that_carries_its_network(tmp_path):
     net.load_state_dict({k: v.float() for k, v in torch.load(tmp_path / "model.pt", weights_only=True)["model"].items()})
     x = torch.rand(1, 1, 6, 5, 4)
     _same(net(x, scale=2.5), ts(x, scale=2.5), (1, 1, 15, 12, 10))
+
+
+@pytest.mark.parametrize("n_in,n_out", [(5, 5), (7, 16), (16, 7), (3, 10)])
+def test_torchscript_mirrors_equal_their_one_home(n_in, n_out):
+    """The scriptable copies of the cell-centred frame helpers agree with ``coords`` and ``dual_arbnet`` exactly."""
+    from monai_inr import coords
+    from monai_inr.networks import export
+    from monai_inr.networks.nets.dual_arbnet import nearest_indices, relative_coordinates
+
+    cpu = torch.device("cpu")
+    grid = export._normalized_grid([n_in, n_out, 3], cpu, torch.float32)
+    assert torch.equal(grid, coords.normalized_grid((n_in, n_out, 3), flatten=False))
+    assert torch.equal(export._nearest_indices(n_in, n_out, cpu), nearest_indices(n_in, n_out))
+    torch.testing.assert_close(export._relative_coordinates(n_in, n_out, cpu), relative_coordinates(n_in, n_out))

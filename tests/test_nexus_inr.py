@@ -201,3 +201,28 @@ def test_bf16_autocast_stays_close_to_fp32():
     bf = predict_volume(net, x1, a1, x2, a2, (16, 16, 16), affine, tile_size=8, amp_bf16=True)
     for m, x in enumerate((x1, x2)):
         assert np.abs(bf[m] - ref[m]).max() < 0.05 * x.std()
+
+
+def test_memory_plan_follows_the_one_peak_rule():
+    """The Nexus planner is the shared rule of ``inferers.memory``: encoder and output tiles are separate phases on top
+    of the LR maps and the outputs, and the encoder blocks it picks fill the budget of the encoding phase."""
+    from monai_inr.inferers.memory import GB, encoder_bytes_per_voxel, estimate_peak_bytes
+    from monai_inr.inferers.nexus import _plan_encoder_voxels, plan_memory
+
+    net = tiny()
+    lr, out = [(40, 40, 10), (40, 10, 40)], (40, 40, 40)
+    plan = plan_memory(net, lr, out, tile_size=8, in_use=0.0)
+    held = plan["feature_maps"]
+    decode = estimate_peak_bytes(net, output_values=2 * 40**3, output_copies=2, queries=8**3, in_use=held)
+    encode = estimate_peak_bytes(
+        net, output_values=2 * 40**3, output_copies=2, queries=0, encoder_voxels=40 * 40 * 10, in_use=held
+    )
+    assert plan["total"] == pytest.approx(max(encode, decode))
+    assert plan["encoder_workspace"] > plan["tile"]  # whole-volume encoding dominates here
+    assert plan_memory(net, lr, out, tile_size=8, in_use=1 * GB)["total"] == pytest.approx(plan["total"] + GB)
+    # a budget that fits the maps, the outputs and 200k encoder voxels: the blocks fill it (up to the few MiB by
+    # which the resident set may move between the two measurements)
+    base = plan_memory(net, lr, out, tile_size=0, encoder_voxels=0)["total"]
+    per_voxel = encoder_bytes_per_voxel(net)
+    voxels = _plan_encoder_voxels(net, lr, out, 8, (base + 200_000 * per_voxel) / GB, "cpu", None)
+    assert abs(voxels - 200_000) <= 8 * 1024**2 / per_voxel < 50_000

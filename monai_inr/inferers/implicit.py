@@ -413,7 +413,7 @@ class ImplicitInferer(Inferer):
             network.to(memory_format=torch.channels_last_3d if nd == 3 else torch.channels_last)
         out = torch.empty((batch, out_ch, *out_shape), dtype=torch.float32, device=device)
         # per-axis global normalised coordinates of the output grid (float64 until they go to the network)
-        axes = [(np.arange(m, dtype=np.float64) * 2 + 1) / m - 1 for m in out_shape]
+        axes = [coords.voxel_to_normalized(np.arange(m, dtype=np.float64), (m,)) for m in out_shape]
         if plan is None:
             cores = [((0, n),) for n in in_shape]
             regions = cores
@@ -447,8 +447,10 @@ class ImplicitInferer(Inferer):
                     g = axes[d][o0:o1]
                     g_ax.append(torch.as_tensor(g, dtype=torch.float32, device=device))
                     if not whole:  # the same points in the tile's own normalised frame
-                        u = (g + 1) * n / 2 - 0.5 - s
-                        l_ax.append(torch.as_tensor((2 * u + 1) / (e - s) - 1, dtype=torch.float32, device=device))
+                        u = coords.normalized_to_voxel(g, (n,)) - s
+                        l_ax.append(
+                            torch.as_tensor(coords.voxel_to_normalized(u, (e - s,)), dtype=torch.float32, device=device)
+                        )
                 block = tuple(o1 - o0 for o0, o1 in o_rng)
                 n0, plane = block[0], int(np.prod(block[1:]))
                 g_plane = torch.stack(torch.meshgrid(*g_ax[1:], indexing="ij"), -1).reshape(plane, nd - 1)

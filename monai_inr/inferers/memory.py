@@ -28,6 +28,7 @@ __all__ = [
     "encode_workspace_channels",
     "decode_workspace_channels",
     "encoder_bytes_per_voxel",
+    "decoder_bytes_per_query",
     "estimate_peak_bytes",
     "memory_error",
     "check_memory",
@@ -74,6 +75,11 @@ def encoder_bytes_per_voxel(network: Any, batch: int = 1, amp_bf16: bool = False
     return ENCODE_SAFETY * int(batch) * elem * encode_workspace_channels(network)
 
 
+def decoder_bytes_per_query(network: Any, batch: int = 1) -> float:
+    """Bytes per query point decoded at once: ``1.25 * batch * 4 * decode_ws``."""
+    return DECODE_SAFETY * int(batch) * 4.0 * decode_workspace_channels(network)
+
+
 def estimate_peak_bytes(
     network: Any,
     *,
@@ -98,7 +104,7 @@ def estimate_peak_bytes(
     return (
         rss
         + 4.0 * float(output_values) * int(output_copies)
-        + DECODE_SAFETY * int(batch) * 4.0 * float(queries) * decode_workspace_channels(network)
+        + float(queries) * decoder_bytes_per_query(network, batch)
         + float(encoder_voxels) * encoder_bytes_per_voxel(network, batch, amp_bf16)
         + ALLOCATOR_SLACK_BYTES
     )

@@ -26,6 +26,7 @@ import os
 from typing import Any, Sequence
 
 import numpy as np
+import psutil
 import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
@@ -33,7 +34,14 @@ from monai.inferers import Inferer
 from monai_inr import coords
 from monai_inr.errors import InputError
 from monai_inr.inferers.implicit import plan_tiles
-from monai_inr.inferers.memory import DEFAULT_ENCODE_WORKSPACE_CHANNELS, GB, memory_budget_bytes, memory_error
+from monai_inr.inferers.memory import (
+    GB,
+    decoder_bytes_per_query,
+    encoder_bytes_per_voxel,
+    estimate_peak_bytes,
+    memory_budget_bytes,
+    memory_error,
+)
 from monai_inr.io import check_volume, load_volume
 from monai_inr.networks.utils import unwrap_network
 from monai_inr.transforms.nexus_sampling import MODALITIES, zscore_stats
@@ -77,31 +85,36 @@ def plan_memory(
     output_shape: Sequence[int],
     tile_size: int = 32,
     encoder_voxels: int | None = None,
-    bytes_per_value: int = 4,
+    in_use: float | None = None,
 ) -> dict[str, float]:
-    """Predicted peak bytes of :func:`predict_volume`: LR feature maps, encoder workspace (whole volume, or tiles of
-    ``encoder_voxels`` voxels including their halo), tile working set, output."""
+    """Predicted peak bytes of :func:`predict_volume` by the one rule of
+    :func:`~monai_inr.inferers.memory.estimate_peak_bytes`: the LR feature maps are held throughout (counted as in
+    use); the encoder (whole volume, or tiles of ``encoder_voxels`` voxels including their halo) and the output tiles
+    (``tile_size ** 3`` queries at once) work one after the other, so the peak is the larger of the two phases; the
+    two output volumes (prediction and its inverse z-score) are counted in both. ``in_use`` is the process's resident
+    set (default: measured now).
+
+    Returns:
+        ``feature_maps``, ``encoder_workspace``, ``tile``, ``output`` (bytes of each part) and ``total``.
+    """
     net = unwrap_network(network)
-    c = net.feature_channels
     maps = 2 if net.dual_branch else 1
     n_lr = [int(np.prod(s)) for s in lr_shapes]
     enc_voxels = max(n_lr) if encoder_voxels is None else min(max(n_lr), int(encoder_voxels))
-    t = int(tile_size) ** 3
-    dec_h = net.decoders[0][0].out_features
-    parts = {
-        "feature_maps": float(maps * c * sum(n_lr) * bytes_per_value),
-        "encoder_workspace": float(_encoder_channels(net) * enc_voxels * bytes_per_value),
-        "tile": float(t * (12 * c + 4 * dec_h + 64) * bytes_per_value),
-        "output": float(2 * int(np.prod(output_shape)) * 4 * 2),
+    queries = int(tile_size) ** 3
+    output_values = 2 * int(np.prod(output_shape))
+    rss = float(psutil.Process().memory_info().rss) if in_use is None else float(in_use)
+    feature_maps = float(maps * net.feature_channels * sum(n_lr) * 4)
+    common = {"output_values": output_values, "output_copies": 2, "in_use": rss + feature_maps}
+    encode = estimate_peak_bytes(net, queries=0, encoder_voxels=enc_voxels, **common)
+    decode = estimate_peak_bytes(net, queries=queries, **common)
+    return {
+        "feature_maps": feature_maps,
+        "encoder_workspace": enc_voxels * encoder_bytes_per_voxel(net),
+        "tile": queries * decoder_bytes_per_query(net),
+        "output": 4.0 * output_values * 2,
+        "total": max(encode, decode),
     }
-    parts["total"] = parts["feature_maps"] + max(parts["encoder_workspace"], parts["tile"]) + parts["output"]
-    return parts
-
-
-def _encoder_channels(net: torch.nn.Module) -> int:
-    """Activation values alive per input voxel while encoding (the encoder's estimate plus the output maps)."""
-    maps = 2 if net.dual_branch else 1
-    return int(getattr(net.encoder_shared[0], "workspace_channels", DEFAULT_ENCODE_WORKSPACE_CHANNELS)) + maps * net.feature_channels
 
 
 def _min_encoder_voxels(net: torch.nn.Module, lr_shapes: Sequence[Sequence[int]], core: int = 8) -> int:
@@ -113,8 +126,7 @@ def _plan_encoder_voxels(network, lr_shapes, output_shape, tile_size, memory_bud
     """Largest encoder tile (voxels incl. halo) that fits the budget; :class:`InputError` when nothing fits."""
     net = unwrap_network(network)
     budget = memory_budget_bytes(memory_budget_gb, device)
-    smallest = _min_encoder_voxels(net, lr_shapes)
-    plan = plan_memory(net, lr_shapes, output_shape, tile_size, encoder_voxels=smallest)
+    plan = plan_memory(net, lr_shapes, output_shape, tile_size, encoder_voxels=_min_encoder_voxels(net, lr_shapes))
     if plan["total"] > budget:
         raise memory_error(
             plan["total"],
@@ -123,8 +135,9 @@ def _plan_encoder_voxels(network, lr_shapes, output_shape, tile_size, memory_bud
             "use a coarser target spacing, smaller inputs or a larger memory_budget_gb",
             detail=f" (LR feature maps {plan['feature_maps'] / GB:.2f} GB, output {plan['output'] / GB:.2f} GB)",
         )
-    rest = budget - plan["feature_maps"] - plan["output"]
-    voxels = int(rest // (_encoder_channels(net) * 4))
+    # while encoding, only the maps and the outputs are alive beside the encoder (no output tile yet)
+    fixed = plan_memory(net, lr_shapes, output_shape, tile_size=0, encoder_voxels=0)["total"]
+    voxels = int((budget - fixed) // encoder_bytes_per_voxel(net))
     if encoder_voxel_budget is not None:  # an explicit cap (tests, benchmarks); blocks shrink to 8 voxels at least
         voxels = min(voxels, int(encoder_voxel_budget))
     return max(voxels, 1)

@@ -93,6 +93,11 @@ def _scaled_shape(shape: List[int], scale: List[float]) -> List[int]:
     return out
 
 
+# The helpers below are TorchScript mirrors of ``coords.normalized_grid``, ``dual_arbnet.nearest_indices`` and
+# ``dual_arbnet.relative_coordinates`` (the script compiler cannot follow those functions' numpy paths);
+# tests/test_export.py checks that each mirror equals its one home.
+
+
 def _normalized_grid(shape: List[int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """``coords.normalized_grid(shape, flatten=False)``: ``(*shape, ndim)`` cell-centred (i, j, k) coordinates."""
     axes: List[torch.Tensor] = []

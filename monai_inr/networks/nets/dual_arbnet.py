@@ -43,7 +43,7 @@ def relative_coordinates(n_in: int, n_out: int, device=None, dtype=torch.float32
     in [-1, 1]): ``((2i+1)/n_out - (2 idx+1)/n_in) * n_in`` in normalised units. Shape ``(n_out,)``."""
     i = torch.arange(n_out, device=device, dtype=torch.float64)
     idx = nearest_indices(n_in, n_out, device).to(torch.float64)
-    rel = ((2 * i + 1) / n_out - (2 * idx + 1) / n_in) * n_in
+    rel = (coords.voxel_to_normalized(i, (n_out,)) - coords.voxel_to_normalized(idx, (n_in,))) * n_in
     return rel.to(dtype)
 
 

@@ -224,6 +224,20 @@ class NexusINR(nn.Module):
             [_mlp([d_in] + [int(decoder_hidden)] * int(decoder_layers) + [1]) for _ in range(2)]
         )  # no output activation: targets are z-scored
 
+    @property
+    def encode_workspace_channels(self) -> int:
+        """Activation values alive per LR voxel while one modality is encoded (the encoder's own estimate plus the
+        output maps), for :mod:`monai_inr.inferers.memory`."""
+        enc = getattr(self.encoder_shared[0], "workspace_channels", None)
+        enc = int(enc) if enc is not None else 8 * self.feature_channels
+        return enc + (2 if self.dual_branch else 1) * self.feature_channels
+
+    @property
+    def decode_workspace_channels(self) -> int:
+        """Values alive per output voxel of a tile (sampled shared/specific maps of both modalities, attention, fusion,
+        positional encoding and the decoder's hidden layers), for :mod:`monai_inr.inferers.memory`."""
+        return 12 * self.feature_channels + 4 * self.decoders[0][0].out_features + 64
+
     def __prepare_scriptable__(self) -> nn.Module:
         """What ``torch.jit.script`` compiles: :class:`~monai_inr.networks.export.ScriptableNexusINR`, the dense mode
         ``forward(image (B, 2 C, D, H, W))`` with the same parameters."""
