@@ -44,7 +44,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from monai_inr.errors import InputError
-from monai_inr.io import atomic_path
+from monai_inr.io import write_atomic, write_json_atomic
 
 __all__ = [
     "PIPELINE_NAME",
@@ -199,32 +199,9 @@ def geometry_dict(shape, affine: np.ndarray) -> dict:
     }
 
 
-def _json_default(o):
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (np.floating, np.integer, np.bool_)):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
-    """Write JSON atomically (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, final = atomic_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, default=_json_default)
-            fh.write("\n")
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return final
+    """Write JSON atomically (:func:`monai_inr.io.write_json_atomic`: strict JSON, temporary name, then rename)."""
+    return write_json_atomic(path, obj)
 
 
 def ensure_absent(paths: Iterable[Path], overwrite: bool, out_root: Path, step: str) -> None:
@@ -385,14 +362,7 @@ def qc_overlay(
         ax.set_axis_off()
     fig.suptitle(title or "QC: registered T2w contours (25 % orange, 60 % red) over sodium", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, final = atomic_path(path)
     try:
-        fig.savefig(tmp, dpi=80, format="png")
-        os.replace(tmp, final)
+        return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
-    return final

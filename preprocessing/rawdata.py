@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from monai_inr.errors import InputError
-from monai_inr.io import atomic_path
+from monai_inr.io import write_atomic
 
 __all__ = [
     "RawData", "read_raw", "read_raw_meta", "write_raw", "validate_raw", "check_trajectory_range", "FORMAT_VERSION",
@@ -262,8 +262,8 @@ def write_raw(raw: RawData, path: str | os.PathLike, overwrite: bool = False) ->
     suffix = path.suffix.lower()
     if suffix not in (".h5", ".hdf5", ".npz"):
         raise InputError(f"{path}: unknown raw file type {suffix!r}; use .h5, .hdf5 or .npz.")
-    tmp, final = atomic_path(path)
-    try:
+
+    def write(tmp: Path) -> None:
         if suffix == ".npz":
             with open(tmp, "wb") as fh:
                 np.savez(fh, meta=np.array(meta_json), **arrays)
@@ -275,11 +275,8 @@ def write_raw(raw: RawData, path: str | os.PathLike, overwrite: bool = False) ->
                     f.create_dataset(key, data=arr)
                 f.attrs["meta"] = meta_json
                 f.attrs["layout"] = "monai-inr sodium raw k-space, see preprocessing/README.md"
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return final
+
+    return write_atomic(path, write)
 
 
 def _json_default(o):

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from monai_inr.errors import InputError
-from monai_inr.io import atomic_path
+from monai_inr.io import write_json_atomic
 
 __all__ = ["build_folder_datalist", "current_datalist", "load_datalist", "select_keys", "split_ids", "write_datalist"]
 
@@ -116,17 +116,8 @@ def current_datalist(
 
 
 def write_datalist(datalist: Mapping[str, Any], output_file: str | os.PathLike) -> Path:
-    """Write a datalist as JSON atomically (temporary name, then rename)."""
-    path = Path(output_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, final = atomic_path(path)
-    try:
-        tmp.write_text(json.dumps(datalist, indent=2))
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return final
+    """Write a datalist as JSON atomically (:func:`monai_inr.io.write_json_atomic`)."""
+    return write_json_atomic(output_file, datalist)
 
 
 def build_folder_datalist(

@@ -57,7 +57,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import math
 import os
 import time
@@ -73,7 +72,7 @@ from scipy import ndimage as ndi
 from monai_inr.coords import fov_affine, sample_features, spacing_from_affine
 from monai_inr.data.datalist import current_datalist
 from monai_inr.errors import InputError
-from monai_inr.io import atomic_path, save_nifti
+from monai_inr.io import save_nifti, write_json_atomic
 
 __all__ = [
     "PHANTOM_VERSION",
@@ -893,26 +892,8 @@ def _apply_lesion(fractions: np.ndarray, box, f_tumour, f_necrosis, f_oedema) ->
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
 def _write_json(obj: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, final = atomic_path(path)
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return final
+    return write_json_atomic(path, obj)
 
 
 def write_subject(subject: Subject, out_dir: str | os.PathLike, subject_id: str) -> dict[str, str]:
