@@ -86,7 +86,7 @@ def main(output_dir: str = "runs/demo", ckpt_path: str | None = None) -> Path:
         lr, lr_affine, _ = degrade(hr, affine, degradation, scale, mask=mask)
         lr_file = save_nifti(lr, lr_affine, out / "inputs" / f"{name}.nii.gz")
         _bundle("inference", ["inference.json"], bundle_root=str(BUNDLE), ckpt_path=str(ckpt), input_image=str(lr_file),
-                scale=scale, output_dir=str(out / "sr"))
+                scale=scale, output_dir=str(out / "sr"), overwrite=True)  # the demo regenerates its own outputs
         sr, _ = load_volume(out / "sr" / f"{name}_sr.nii.gz")
         preds = {"ArSSR (shipped)": sr, **{b: interpolate(lr, hr.shape, b) for b in ("cubic", "trilinear")}}
         ref = Reference(subject=name, images=[hr], affine=affine, mask=mask)

@@ -125,18 +125,19 @@ def test_evaluation_writes_tables_roi_regression_and_figures(trained):
     _run(_workflow([TRAIN, EVALUATE, QUICK], "eval", **overrides))
     out = root / "eval"
     noref = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    assert {r["method"] for r in noref["records"]} == {"ArRFR", "cubic"}
+    assert {r["method"] for r in noref["records"]} == {"ArRFR", "cubic", "linear"}
     assert {r["scale"] for r in noref["records"]} == {2.0, 3.0}
     cubic = [r for r in noref["records"] if r["method"] == "cubic"]
     assert all(np.isfinite([r["psi"], r["lpc_si"]]).all() for r in cubic)
     ref = json.loads((out / "reference_metrics.json").read_text(encoding="utf-8"))
     assert {(r["scale"], r["method"]) for r in ref["records"]} >= {(1.0, "input"), (1.0, "ArRFR"), (2.0, "cubic"),
-                                                                   (3.0, "ArRFR")}
+                                                                   (2.0, "linear"), (3.0, "ArRFR")}
     assert all(np.isfinite(r["psnr_t2w"]) for r in ref["records"] if r["method"] != "ArRFR")
     # the restacked whole volumes: one 3D record per subject, scale and method; the x1 input scores its own T2w PSNR
     stacked = json.loads((out / "restacked_metrics.json").read_text(encoding="utf-8"))["records"]
     assert {(r["scale"], r["method"]) for r in stacked} == {(1.0, "input"), (1.0, "ArRFR"), (2.0, "ArRFR"),
-                                                            (2.0, "cubic"), (3.0, "ArRFR"), (3.0, "cubic")}
+                                                            (2.0, "cubic"), (2.0, "linear"), (3.0, "ArRFR"),
+                                                            (3.0, "cubic"), (3.0, "linear")}
     assert all(r["slices"] == 1 and np.isfinite(r["psnr_truth"]) for r in stacked)
     assert "Restacked volumes" in (out / "results.md").read_text(encoding="utf-8")
     roi = json.loads((out / "roi_analysis.json").read_text(encoding="utf-8"))

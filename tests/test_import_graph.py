@@ -149,6 +149,7 @@ LAYERS = {
     "engines": 7,
     "evaluation": 7,
     "demo": 8,
+    "cli": 8,
 }
 
 

@@ -2,6 +2,8 @@
 
 from .checks import (
     as_file_list,
+    check_inference_outputs,
+    check_output_paths,
     load_checkpoint,
     network_from_checkpoint,
     save_network_checkpoint,
@@ -9,6 +11,7 @@ from .checks import (
     validate_inputs,
     validate_scale,
     validate_target_reference,
+    warn_untrained_scale,
 )
 from .prepare_batch import (
     PrepareBatchCoordinates,

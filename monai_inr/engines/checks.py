@@ -10,6 +10,7 @@ and :func:`check_nexus_inference` (Nexus-INR), :func:`validate_target_reference`
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from monai_inr.coords import SharedFrame, as_scale_tuple, check_overlap, union_output_grid
+from monai_inr.coords import SharedFrame, as_scale_tuple, check_overlap, spacing_from_affine, union_output_grid
 from monai_inr.data.sodium import PLANES
 from monai_inr.errors import InputError
 from monai_inr.inferers.nexus import check_budget
@@ -35,7 +36,10 @@ from monai_inr.io import (
     read_volume_header,
 )
 from monai_inr.networks.utils import unwrap_network
+from monai_inr.transforms.io import output_path_for
 from monai_inr.transforms.multiscale import DOWNSAMPLE_MODES
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "as_file_list",
@@ -43,6 +47,9 @@ __all__ = [
     "validate_inputs",
     "validate_headers",
     "validate_scale",
+    "check_output_paths",
+    "check_inference_outputs",
+    "warn_untrained_scale",
     "load_checkpoint",
     "check_fitted_geometry",
     "check_nexus_datalist",
@@ -132,6 +139,102 @@ def validate_scale(scale=None, target_spacing=None, ndim: int = 3, max_scale: fl
         raise InputError(str(e)) from e
     if scale is not None and max_scale is not None and max(values) > max_scale:
         raise InputError(f"scale {values} exceeds the supported maximum of {max_scale} per axis.")
+
+
+def _writable_folder(folder: Path) -> None:
+    """Refuse a folder that is a file, lies under a file, or cannot be created or written by this user."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise InputError(f"{folder}: cannot be an output folder because {probe} is a file.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        if probe == folder:
+            raise InputError(f"{folder}: the output folder is not writable by this user.")
+        raise InputError(f"{folder}: the output folder cannot be created because {probe} is not writable by this user.")
+
+
+def check_output_paths(
+    outputs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], overwrite: bool = False
+) -> list[Path]:
+    """Pre-flight of the files a run will write, before any compute: ``outputs`` are ``(source, output path)`` pairs.
+
+    Two sources may not share one output name (inputs with the same file name in different folders), every output
+    folder must be writable (not a file, not under a file), and an existing output is replaced only with
+    ``overwrite``. Returns the output paths.
+
+    Raises:
+        InputError: one sentence naming the file and the problem.
+    """
+    taken: dict[str, str] = {}
+    paths = []
+    for source, out in outputs:
+        out = Path(out)
+        key = os.path.normcase(os.path.abspath(out))
+        if key in taken:
+            raise InputError(
+                f"{source}: its output {out} would overwrite the output of {taken[key]} (same file name); "
+                "rename one input or run them into separate output folders."
+            )
+        taken[key] = str(source)
+        if out.is_dir():
+            raise InputError(f"{out}: the output name of {source} is an existing folder.")
+        if out.exists() and not overwrite:
+            raise InputError(f"{out}: already exists; pass --overwrite to replace it (bundle runs: --overwrite true), or choose another output folder.")
+        paths.append(out)
+    for folder in sorted({p.parent for p in paths}):
+        _writable_folder(folder)
+    return paths
+
+
+def check_inference_outputs(
+    files: str | os.PathLike | Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    postfix: str = "sr",
+    ext: str = ".nii.gz",
+    overwrite: bool = False,
+    names: Sequence[str] | None = None,
+) -> list[Path]:
+    """:func:`check_output_paths` for one output per input: ``<output_dir>/<input stem>_<postfix><ext>``
+    (:func:`~monai_inr.transforms.io.output_path_for`), or ``<output_dir>/<names[i]>_<postfix><ext>`` when ``names``
+    are given (the multi-contrast outputs; an empty input path then stands for its name)."""
+    if names is not None:
+        files = [str(f) if str(f).strip() else n for f, n in zip(files, names)]
+        outs = [Path(output_dir) / f"{n}_{postfix}{ext}" for n in names]
+    else:
+        files = as_file_list(files)
+        outs = [output_path_for(f, output_dir, postfix, ext) for f in files]
+    return check_output_paths(list(zip(files, outs)), overwrite)
+
+
+def warn_untrained_scale(
+    files: str | os.PathLike | Sequence[str | os.PathLike],
+    scale: Any = None,
+    target_spacing: Any = None,
+    trained_range: Sequence[float] | None = None,
+) -> list[str]:
+    """Log one warning per input whose per-axis scale (given, or input spacing / ``target_spacing``) lies outside
+    ``trained_range`` (the scales the weights were trained on; a network extrapolates there). Returns the warnings."""
+    if trained_range is None:
+        return []
+    lo, hi = (float(v) for v in trained_range)
+    warnings = []
+    for f in as_file_list(files):
+        if scale is not None:
+            values = as_scale_tuple(scale, 3)
+        else:
+            spacing = spacing_from_affine(read_image_header(f)[2])
+            values = tuple(float(s / t) for s, t in zip(spacing, as_scale_tuple(target_spacing, 3, "target_spacing")))
+        # an axis left at its own resolution (scale 1) is not an extrapolation
+        off = [v for v in values if not math.isclose(v, 1.0, abs_tol=1e-3) and not (lo - 1e-6 <= v <= hi + 1e-6)]
+        if off:
+            msg = (f"{f}: scale {tuple(round(v, 3) for v in values)} lies outside the scales these weights were "
+                   f"trained on ({lo:g} to {hi:g} per axis); the result is an extrapolation.")
+            logger.warning(msg)
+            warnings.append(msg)
+    return warnings
 
 
 def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str | None = None) -> torch.nn.Module:

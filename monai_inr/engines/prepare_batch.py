@@ -68,12 +68,15 @@ class PrepareBatchCoordinates(PrepareBatch):
 
 
 class PrepareBatchTargetSpacing(PrepareBatch):
-    """Inference batches: ``inputs`` = the requested target spacing ``(1, 3)`` from ``batch[key]``, no label."""
+    """Inference batches: ``inputs`` = the requested target spacing ``(1, 3)`` from ``batch[key]`` (``None`` when the
+    batch has none: the inferer's own output grid is used), no label."""
 
     def __init__(self, key: str = "target_spacing") -> None:
         self.key = key
 
     def __call__(self, batchdata: Mapping[str, Any], device=None, non_blocking: bool = False, **kwargs):
+        if batchdata.get(self.key) is None:  # the inferer's own grid (a reference image) decides
+            return None, None
         try:
             ts = as_scale_tuple(batchdata[self.key], 3, name="target_spacing")
         except ValueError as e:

@@ -12,7 +12,7 @@ sodium and T2w min-max normalised per volume as in preparation):
 2. **Reference metrics** (simulated data only, needs the truth files): the same slices are down-sampled by ``r`` with
    the training operator's FOV-preserving cubic variant (:class:`~monai_inr.transforms.CubicDownsample`; ``r = 1``:
    the clean slice itself), fused back onto the original grid, and scored with 2D PSNR/SSIM (data range 1, whole slice
-   and inside the head) against the **true sodium concentration** and against the **T2w**; baselines: cubic
+   and inside the head) against the **true sodium concentration** and against the **T2w**; baselines: linear and cubic
    interpolation of the LR sodium and (``r = 1``) the input sodium. The truth (mM) is brought into the normalised
    sodium scale by one linear map per subject, fitted by least squares from the input sodium to the truth inside the
    head, and applied to the truth only, so every method is judged against the same target.
@@ -188,6 +188,11 @@ class ArRFREvaluationStep:
     def cubic(image: np.ndarray, out_shape: Sequence[int]) -> np.ndarray:
         return np.clip(interpolate(image, out_shape, "cubic"), 0.0, 1.0)
 
+    @staticmethod
+    def linear(image: np.ndarray, out_shape: Sequence[int]) -> np.ndarray:
+        """(Bi)linear interpolation of a slice (the trilinear baseline of the 3D bundles, in-plane)."""
+        return np.clip(interpolate(image, out_shape, "linear"), 0.0, 1.0)
+
     def _brisque(self, image: np.ndarray) -> float:
         if not self.use_brisque:
             return math.nan
@@ -245,6 +250,7 @@ class ArRFREvaluationStep:
                     fused = self.fuse(net, na_s, t2_s, shape, device)
                     noref.append({**base, "scale": r, "method": "ArRFR", **self._noref(fused)})
                     noref.append({**base, "scale": r, "method": "cubic", **self._noref(self.cubic(na_s, shape))})
+                    noref.append({**base, "scale": r, "method": "linear", **self._noref(self.linear(na_s, shape))})
                 if truth_n is not None:
                     reference += self._reference(net, device, base, na_s, t2_s, np.take(truth_n, idx, axis=axis),
                                                  None if head is None else np.take(head, idx, axis=axis))
@@ -276,6 +282,7 @@ class ArRFREvaluationStep:
                 continue
             recs.append({**base, "scale": r, "method": "ArRFR", **score(self.fuse(net, lr_na, lr_t2, hr, device))})
             recs.append({**base, "scale": r, "method": "cubic", **score(self.cubic(lr_na, hr))})
+            recs.append({**base, "scale": r, "method": "linear", **score(self.linear(lr_na, hr))})
         return recs
 
     def _restacked(self, net, device, subject, na, t2, truth_n, head) -> list[dict]:
@@ -303,7 +310,7 @@ class ArRFREvaluationStep:
         recs.append({**base, "scale": 1.0, "method": "ArRFR", **score(stack(fused))})
         for r in self.scales:
             down = CubicDownsample(r)
-            fused, cubic = [], []
+            fused, cubic, linear = [], [], []
             for i in slices:
                 na_s, t2_s = np.take(na, i, axis), np.take(t2, i, axis)
                 lr_na = np.clip(down(na_s[None], affine=np.eye(3))[0].numpy(), 0.0, None)
@@ -312,9 +319,11 @@ class ArRFREvaluationStep:
                     break
                 fused.append(self.fuse(net, lr_na, lr_t2, na_s.shape, device))
                 cubic.append(self.cubic(lr_na, na_s.shape))
+                linear.append(self.linear(lr_na, na_s.shape))
             else:
                 recs.append({**base, "scale": r, "method": "ArRFR", **score(stack(fused))})
                 recs.append({**base, "scale": r, "method": "cubic", **score(stack(cubic))})
+                recs.append({**base, "scale": r, "method": "linear", **score(stack(linear))})
         return recs
 
     def _roi(self, net, device, subject, na, t2, labels) -> list[dict]:

@@ -8,6 +8,7 @@ voxel centres of an isotropic grid over the union field of view. :func:`predict_
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -15,12 +16,13 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 
-from monai_inr.coords import SharedFrame, frame_points
+from monai_inr.coords import SharedFrame, frame_points, spacing_from_affine
 from monai_inr.errors import InputError
+from monai_inr.io import read_image_geometry
 from monai_inr.inferers.memory import check_memory, estimate_peak_bytes, memory_budget_bytes
 from monai_inr.networks.utils import unwrap_network
 
-__all__ = ["predict_points", "predict_on_grid", "MultiContrastGridInferer"]
+__all__ = ["predict_points", "predict_on_grid", "reference_grid", "MultiContrastGridInferer"]
 
 
 def predict_points(
@@ -67,6 +69,15 @@ def predict_on_grid(
     return out.reshape(-1, *[int(v) for v in shape])
 
 
+def reference_grid(path: str | os.PathLike | None) -> tuple[tuple[int, int, int], np.ndarray] | None:
+    """``(spatial shape, affine)`` of the image at ``path`` from its header (``None`` for ``None``), the output grid
+    of a :class:`MultiContrastGridInferer` that writes on another scan's grid."""
+    if path is None or (isinstance(path, str) and not path.strip()):
+        return None
+    shape, _, affine = read_image_geometry(path, header_only=True)
+    return shape, affine
+
+
 class MultiContrastGridInferer(Inferer):
     """Sample a fitted multi-contrast INR on the isotropic grid over the union FOV at a target spacing.
 
@@ -76,7 +87,8 @@ class MultiContrastGridInferer(Inferer):
 
     Call ``inferer(inputs, network)``: ``inputs`` ``(1, 3)`` (or ``(3,)``) holds the target spacing in mm
     (:class:`~monai_inr.engines.prepare_batch.PrepareBatchTargetSpacing`); ``target_spacing`` given to the constructor is used when ``inputs`` is
-    ``None``. Returns a MetaTensor ``(1, C, *shape)`` whose affine is the grid's and whose meta holds
+    ``None``. With ``output_grid`` = ``(shape, affine)`` (e.g. another scan's grid, :func:`reference_grid`) the
+    contrasts are sampled at that grid's voxel centres instead, whatever the target spacing. Returns a MetaTensor ``(1, C, *shape)`` whose affine is the grid's and whose meta holds
     ``intensity_range`` (``C x 2``) for :class:`~monai_inr.transforms.SaveContrastsd`.
 
     Raises:
@@ -90,11 +102,16 @@ class MultiContrastGridInferer(Inferer):
         chunk_size: int = 65536,
         amp_bf16: bool = False,
         memory_budget_gb: float | None = None,
+        output_grid: tuple[Sequence[int], Any] | None = None,
     ) -> None:
         super().__init__()
         if int(chunk_size) < 1:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}.")
         self.target_spacing = target_spacing
+        self.output_grid = None
+        if output_grid is not None:
+            shape, affine = output_grid
+            self.output_grid = (tuple(int(n) for n in shape)[:3], np.asarray(affine, dtype=np.float64).reshape(4, 4))
         self.chunk_size = int(chunk_size)
         self.amp_bf16 = bool(amp_bf16)
         self.memory_budget_gb = memory_budget_gb
@@ -103,7 +120,11 @@ class MultiContrastGridInferer(Inferer):
         """The grid for ``target_spacing``; raises :class:`InputError` when it does not fit the memory budget."""
         net = unwrap_network(network)
         frame = SharedFrame.from_affine(net.frame_affine, net.fov_bounds)
-        shape, affine = frame.output_grid(target_spacing)
+        if self.output_grid is not None:
+            shape, affine = self.output_grid
+            target_spacing = tuple(round(float(v), 4) for v in spacing_from_affine(affine))
+        else:
+            shape, affine = frame.output_grid(target_spacing)
         n = float(np.prod(shape))
         c = int(getattr(net, "out_channels", 1))
         # the output and its copy on saving, plus one chunk of queries
@@ -117,15 +138,17 @@ class MultiContrastGridInferer(Inferer):
         return frame, shape, affine
 
     def __call__(self, inputs: torch.Tensor | None, network: torch.nn.Module, *args: Any, **kwargs: Any) -> MetaTensor:
-        if inputs is None:
+        if inputs is None or self.output_grid is not None:
             spacing = self.target_spacing
         else:
             spacing = [float(v) for v in torch.as_tensor(inputs).detach().cpu().reshape(-1, 3)[0]]
-        if spacing is None:
+        if spacing is None and self.output_grid is None:
             raise InputError("no target spacing given; pass --target_spacing <mm>.")
         frame, shape, affine = self.plan(network, spacing)
         values = predict_on_grid(network, frame, shape, affine, self.chunk_size, self.amp_bf16)
         net = unwrap_network(network)
+        if self.output_grid is not None:
+            spacing = spacing_from_affine(affine)
         meta = {
             "intensity_range": net.intensity_range.detach().cpu().numpy().copy(),
             "target_spacing": np.asarray(spacing, dtype=np.float64),
