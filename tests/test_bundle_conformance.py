@@ -149,6 +149,29 @@ def trained(request, trained_bundle) -> TrainedBundle:
     return trained_bundle(request.node.callspec.params["case"].name)
 
 
+def _targets(obj: Any) -> list[str]:
+    if isinstance(obj, dict):
+        return ([obj["_target_"]] if isinstance(obj.get("_target_"), str) else []) + [
+            t for v in obj.values() for t in _targets(v)]
+    return [t for v in obj for t in _targets(v)] if isinstance(obj, list) else []
+
+
+#: ArRFR keeps MONAI's CheckpointSaver for now: its key metric is minimised and it saves periodic snapshots
+ATOMIC_CHECKPOINTS = ("arssr", "dual_arbnet", "multi_contrast_inr", "nexus_inr")
+
+
+@pytest.mark.parametrize("name", ATOMIC_CHECKPOINTS)
+def test_training_saves_atomic_finite_checkpoints(name):
+    """Every trainer saves through TrainingCheckpoint (atomic, resumable, never a non-finite or half-fitted model
+    under the final name) and stops at the first non-finite loss; MONAI's in-place CheckpointSaver is gone."""
+    import json
+
+    targets = _targets(json.loads((REPO / "bundles" / name / "configs" / "train.json").read_text(encoding="utf-8")))
+    assert "monai_inr.engines.checkpoint.TrainingCheckpoint" in targets
+    assert "monai_inr.engines.checkpoint.NonFiniteLossGuard" in targets
+    assert "CheckpointSaver" not in targets
+
+
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
 def test_metadata_validates_offline(case):
     verify_metadata(meta_file=case.files.meta, filepath=str(SCHEMA))
