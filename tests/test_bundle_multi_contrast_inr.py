@@ -203,11 +203,25 @@ def test_bad_training_input_fails_with_one_sentence_and_writes_nothing(trained, 
         ("huge", "memory budget"),
         ("no_ckpt", "checkpoint not found"),
         ("other_net", "checkpoint of another network"),
+        ("swapped", "are given in swapped order"),
+        ("foreign", "not the image the checkpoint was fitted to"),
+        ("exists", "already exists"),
     ],
 )
 def test_bad_inference_input_fails_with_one_sentence_and_writes_nothing(trained, tmp_path, case, message):
-    root, _, _, overrides = trained
+    root, _, item, overrides = trained
     kw = {"target_spacing": 6.0, "output_dir": str(tmp_path / "out")}
+    if case == "swapped":
+        kw.update(contrast1=item["contrast2"], contrast2=item["contrast1"])
+    elif case == "foreign":  # same geometry, other content
+        src = nib.load(item["contrast1"])
+        other = tmp_path / "other_t1w.nii.gz"
+        nib.save(nib.Nifti1Image(src.get_fdata().astype(np.float32) * 2.0 + 1.0, src.affine, src.header), str(other))
+        kw.update(contrast1=str(other), contrast2=item["contrast2"])
+    elif case == "exists":
+        kw.update(contrast1=item["contrast1"], contrast2=item["contrast2"])
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / (Path(item["contrast2"]).name.replace(".nii.gz", "") + "_sr.nii.gz")).write_bytes(b"x")
     if case == "spacing0":
         kw["target_spacing"] = 0.0
     elif case == "negative":
@@ -223,7 +237,24 @@ def test_bad_inference_input_fails_with_one_sentence_and_writes_nothing(trained,
     with pytest.raises(Exception) as err:
         _infer(root, overrides, **kw)
     assert_one_sentence_error(err.value, message)
-    assert_empty_or_absent(tmp_path / "out")
+    if case == "exists":  # the earlier result is untouched and nothing else was written
+        assert [p.read_bytes() for p in (tmp_path / "out").iterdir()] == [b"x"]
+    else:
+        assert_empty_or_absent(tmp_path / "out")
+
+
+def test_inference_on_a_reference_grid(trained, tmp_path):
+    """With reference_image both contrasts are written on that image's grid (its shape and affine exactly)."""
+    root, _, item, overrides = trained
+    ref = nib.load(item["contrast2"])
+    _infer(root, overrides, contrast1=item["contrast1"], contrast2=item["contrast2"], reference_image=item["contrast2"],
+           output_dir=str(tmp_path))
+    outs = sorted(tmp_path.glob("*_sr.nii.gz"))
+    assert len(outs) == 2
+    for p in outs:
+        img = nib.load(str(p))
+        assert img.shape == ref.shape
+        np.testing.assert_allclose(img.affine, ref.affine, atol=1e-5)
 
 
 def test_hashgrid_profile_fits_a_synthetic_subject_without_inputs(tmp_path):

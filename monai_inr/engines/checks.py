@@ -357,8 +357,9 @@ def save_network_checkpoint(
 def check_fitted_geometry(
     network: torch.nn.Module, contrast1: str | None, contrast2: str | None, atol_mm: float = 1e-2
 ) -> None:
-    """When the contrasts are given at inference, check they are the images the checkpoint was fitted to (same
-    union FOV and frame); only headers are read.
+    """When the contrasts are given at inference, check they are the images the checkpoint was fitted to, in the
+    fitted order: the same union FOV and frame (headers), and each contrast's intensity range as stored in the
+    network at fitting time (a content fingerprint that also catches swapped inputs of one geometry).
 
     Raises:
         InputError: unreadable headers or a different geometry.
@@ -381,6 +382,30 @@ def check_fitted_geometry(
             f"the checkpoint was fitted to other images: the field of view of {contrast1} and {contrast2} differs "
             f"from the one stored in the checkpoint."
         )
+    stored_ranges = getattr(net, "intensity_range", None)
+    if stored_ranges is None or tuple(stored_ranges.shape) != (2, 2):
+        return
+    # content fingerprint: each contrast's intensity range, stored at fitting time (swapped inputs of one geometry)
+    stored_ranges = stored_ranges.detach().cpu().double().numpy()
+    given = []
+    for p in (contrast1, contrast2):
+        arr, _ = load_volume(p, name=str(p))
+        given.append([float(np.min(arr)), float(np.max(arr))])
+
+    def matches(a, b) -> bool:
+        return bool(np.allclose(a, b, rtol=1e-4, atol=1e-6 * max(1.0, float(np.abs(b).max()))))
+
+    if matches(given[0], stored_ranges[0]) and matches(given[1], stored_ranges[1]):
+        return
+    if matches(given[0], stored_ranges[1]) and matches(given[1], stored_ranges[0]):
+        raise InputError(
+            f"{contrast1} and {contrast2} are given in swapped order: the checkpoint was fitted with {contrast2} as "
+            f"contrast1 and {contrast1} as contrast2; pass them in the fitted order."
+        )
+    bad = contrast1 if not matches(given[0], stored_ranges[0]) else contrast2
+    raise InputError(
+        f"{bad}: not the image the checkpoint was fitted to (its intensity range differs from the stored one)."
+    )
 
 
 def check_nexus_datalist(items: Sequence[Mapping[str, Any]], segmentation: bool = True, name: str = "datalist") -> list:
