@@ -183,7 +183,7 @@ def test_evaluation_scores_with_the_protocol_and_writes_three_tables(datalist, t
     assert tables["comparison"]["not_evaluated"] == ["Nexus-INR"]
     assert tables["segmentation"]["rows"][-1] == HR_ROW
     for name, rows in (("comparison", 3), ("ablation", 2), ("segmentation", 5)):
-        with open(out / f"{name}.csv") as f:
+        with open(out / f"{name}.csv", encoding="utf-8", newline="") as f:
             table = list(csv.reader(f))
         assert len(table) == rows + 1
     md = (out / "results.md").read_text(encoding="utf-8")
