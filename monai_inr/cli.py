@@ -170,7 +170,7 @@ def run_fit(args: argparse.Namespace) -> list[Path]:
         if mask:
             fit[key] = str(mask)
     run_bundle(_configs("multi_contrast_inr", profile, base="train.json"), fit, run_id="run")
-    infer = {**common, "output_dir": str(out)}
+    infer = {**common, "output_dir": str(out), "overwrite": bool(args.overwrite)}
     if args.reference:
         infer["reference_image"] = str(args.reference)
         infer["target_spacing"] = None

@@ -126,9 +126,11 @@ def test_fit_writes_both_contrasts_on_the_reference_grid(trained_bundle, tmp_pat
         assert img.shape == ref.shape
         np.testing.assert_allclose(img.affine, ref.affine, atol=1e-5)
         assert np.isfinite(img.get_fdata()).all()
-    # the model and images are never silently replaced
+    # the model and images are never silently replaced; --overwrite refits and rewrites them (earlier model kept aside)
     assert main(argv) == 2
     assert "already exists" in capsys.readouterr().err
+    assert main(argv + ["--overwrite"]) == 0
+    assert len(list((out / "models").glob("model.*.pt"))) == 1
 
 
 def test_export_scripts_the_shipped_network_correct_at_any_size(tmp_path):
