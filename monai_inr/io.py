@@ -12,7 +12,10 @@ twice:
   turned into its magnitude;
 * :func:`read_image_geometry`: spatial shape, channels and affine of a 2D/3D image with channels;
 * :func:`load_mask`: a binary mask on a given grid;
-* :func:`read_volume_header`: shape and affine from the header alone (no voxel data).
+* :func:`read_volume_header`: shape and affine from the header alone (no voxel data);
+* :class:`ScannerNiftiReader`: the reader the bundles give MONAI's ``LoadImaged``: MONAI's ``NibabelReader`` without
+  its header "rectification" (which replaces a valid sform with a pixdim-derived affine when the ``pixdim`` field
+  disagrees), with the missing/unreadable/degenerate-geometry sentences of this module.
 
 Writing: :func:`save_nifti` (sform and qform set to the affine) through :func:`atomic_path` (temporary sibling name,
 then rename).
@@ -31,6 +34,7 @@ from typing import Any, Callable, Sequence
 import nibabel as nib
 import numpy as np
 import torch
+from monai.data.image_reader import NibabelReader
 from scipy import ndimage
 
 from monai_inr.coords import spacing_from_affine
@@ -44,6 +48,7 @@ __all__ = [
     "itk_to_array_affine",
     "is_dicom_dir",
     "read_volume_header",
+    "ScannerNiftiReader",
     "check_volume",
     "check_values",
     "check_geometry",
@@ -238,6 +243,27 @@ def read_volume_header(
     if require_geometry:
         affine = check_geometry(affine, label, img.header)
     return shape, affine  # type: ignore[return-value]
+
+
+class ScannerNiftiReader(NibabelReader):
+    """MONAI's ``NibabelReader`` that keeps the file's scanner geometry: ``LoadImaged(reader=ScannerNiftiReader)``.
+
+    ``NibabelReader.read`` "rectifies" a header whose ``pixdim`` field disagrees with the affine by rebuilding the
+    affine from the pixdims, which moves a valid sform (qform code 0) by tens of millimetres. This reader takes the
+    affine by the NIfTI rules (nibabel's ``img.affine``: sform, else qform, else pixdims) unchanged, and refuses a
+    missing or unreadable file and a zero-size or singular affine in one sentence naming the file
+    (:func:`check_geometry`) before any voxel is read.
+    """
+
+    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs: Any) -> Any:
+        names = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+        self.filenames = names
+        images = []
+        for name in names:
+            img, _ = _open_nifti(name, data=False)
+            check_geometry(np.asarray(img.affine, dtype=np.float64), str(name))
+            images.append(img)
+        return images if len(names) > 1 else images[0]
 
 
 # ------------------------------------------------------------------------------------------------------ content checks

@@ -24,6 +24,7 @@ from monai.transforms import MapTransform, Randomizable
 from monai.utils import ensure_tuple, ensure_tuple_rep
 
 from monai_inr import coords
+from monai_inr.errors import InputError
 from monai_inr.transforms.degradation import validate_downsampling_scale
 from monai_inr.transforms.functional import resize_cell_centred
 from monai_inr.transforms.utils import (
@@ -311,8 +312,22 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
         self._start = best  # type: ignore[assignment]
 
     # ------------------------------------------------------------------------------------------------------ apply
+    def _check_size(self, spatial: Sequence[int], image: Any) -> None:
+        """Refuse an image smaller than the HR crop of the largest scale in one sentence naming the file, whatever
+        the random draw (a training set is checked on its first pass, not when an unlucky scale comes up)."""
+        top = float(self.scale_range[1]) if self.scales is None else float(np.max(self.scales))
+        hr = coords.scaled_shape(self.lr_patch_size, (top,) * len(self.lr_patch_size))
+        if any(h > n for h, n in zip(hr, spatial)):
+            name = str(getattr(image, "meta", {}).get("filename_or_obj", "a training image"))
+            raise InputError(
+                f"{name}: the image ({'x'.join(map(str, spatial))}) is smaller than the {'x'.join(map(str, hr))} HR "
+                f"crop that an LR patch of {'x'.join(map(str, self.lr_patch_size))} needs at scale {top:g}; use a "
+                f"smaller lr_patch_size or scale range, or larger images."
+            )
+
     def _one_sample(self, d: dict, images: list, affines: list, fg) -> dict:
         spatial = tuple(images[0].shape[1:])
+        self._check_size(spatial, images[0])
         self.randomize((spatial, fg))
         crop = (slice(None),) + tuple(slice(s, s + h) for s, h in zip(self._start, self._hr_size))
         out = dict(d)
