@@ -61,10 +61,16 @@ def as_scale_tuple(scale: float | Sequence[float], ndim: int, name: str = "scale
         scale = scale.detach().cpu().flatten().tolist()
     elif isinstance(scale, np.ndarray):
         scale = scale.flatten().tolist()
-    if isinstance(scale, (int, float, np.floating, np.integer)):
-        values = (float(scale),) * ndim
-    else:
-        values = tuple(float(s) for s in scale)
+    given = scale
+    if isinstance(scale, str):  # a command-line value: "2", "1,1,4" or "[1, 1, 4]"
+        scale = [p for p in scale.strip().strip("[]()").replace(" ", ",").split(",") if p]
+    try:
+        if isinstance(scale, (int, float, np.floating, np.integer)):
+            values = (float(scale),) * ndim
+        else:
+            values = tuple(float(s) for s in scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be one number or {ndim} numbers (one per axis), got {given!r}.") from None
         if len(values) == 1:
             values = values * ndim
     if len(values) != ndim:

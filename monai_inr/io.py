@@ -52,6 +52,7 @@ __all__ = [
     "check_volume",
     "check_values",
     "check_geometry",
+    "has_scanner_geometry",
     "load_volume",
     "load_magnitude",
     "magnitude_geometry",
@@ -298,6 +299,18 @@ def check_volume(array: np.ndarray, name: str = "image", ndim: int = 3) -> np.nd
     arr = arr.astype(np.float32, copy=False)
     _check_values(arr, name)
     return arr
+
+
+def has_scanner_geometry(path: str | os.PathLike) -> bool:
+    """Whether an image file places its voxels in scanner space: a DICOM series, or a NIfTI header whose qform or
+    sform code is set (both 0 means "unknown" geometry: nibabel then builds the affine from the voxel sizes alone)."""
+    if is_dicom_dir(path):
+        return True
+    img, _ = _open_nifti(path, data=False)
+    header = img.header
+    if "sform_code" not in header or "qform_code" not in header:
+        return True
+    return int(header["sform_code"]) != 0 or int(header["qform_code"]) != 0
 
 
 def check_geometry(affine: np.ndarray, name: str, header: Any = None) -> np.ndarray:
@@ -551,14 +564,29 @@ def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def save_nifti(array: Any, affine: np.ndarray, path: str | os.PathLike, dtype=np.float32) -> Path:
+def save_nifti(
+    array: Any,
+    affine: np.ndarray,
+    path: str | os.PathLike,
+    dtype=np.float32,
+    scanner: bool = True,
+    description: str | None = None,
+) -> Path:
     """Write a NIfTI file atomically (:func:`write_atomic`: temporary name, fsync, rename; mode honours the umask),
-    with sform and qform set to ``affine``."""
+    with sform and qform set to ``affine``.
+
+    ``scanner``: the affine is in scanner space (codes 1); ``False`` keeps an input's "unknown" geometry (codes 0,
+    the voxel sizes still in ``pixdim``) rather than claiming scanner space for it. ``description``: the header's
+    ``descrip`` field (at most 80 characters; how the image was made, e.g. the scale).
+    """
     if hasattr(array, "detach"):
         array = array.detach().cpu().numpy()
     img = nib.Nifti1Image(np.asarray(array, dtype=dtype), np.asarray(affine, dtype=np.float64))
-    img.set_qform(img.affine, code=1)
-    img.set_sform(img.affine, code=1)
+    code = 1 if scanner else 0
+    img.set_qform(img.affine, code=code)
+    img.set_sform(img.affine, code=code)
+    if description:
+        img.header["descrip"] = description.encode("ascii", "replace")[:80]
     return write_atomic(path, lambda tmp: nib.save(img, str(tmp)))
 
 

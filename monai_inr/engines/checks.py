@@ -27,6 +27,7 @@ from monai_inr.errors import InputError
 from monai_inr.inferers.nexus import check_budget
 from monai_inr.inferers.slicewise import plan_reference, validate_scale_range
 from monai_inr.io import (
+    check_geometry,
     save_atomic,
     load_magnitude,
     load_volume,
@@ -117,28 +118,33 @@ def validate_inputs(files: str | os.PathLike | Sequence[str | os.PathLike], ndim
 
 
 def validate_headers(files: str | os.PathLike | Sequence[str | os.PathLike], ndim: int = 3) -> list[str]:
-    """Check every input file exists and is a readable ``ndim``-D image from its header alone (no voxel data: the
-    content is validated when the dataset loads it, :class:`monai_inr.transforms.LoadVolumed`); return the list."""
+    """Check every input file exists and is a readable ``ndim``-D image with a usable affine (no zero voxel size, not
+    singular) from its header alone (no voxel data: the content is validated when the dataset loads it,
+    :class:`monai_inr.transforms.LoadVolumed`), every file of a list before any is processed; return the list."""
     files = as_file_list(files)
     for f in files:
         if ndim == 3 and not Path(f).is_dir():
-            read_volume_header(f)
+            _, affine = read_volume_header(f)
+            check_geometry(affine, f)
         elif not Path(f).exists():
             raise InputError(f"{f}: file not found.")
     return files
 
 
-def validate_scale(scale=None, target_spacing=None, ndim: int = 3, max_scale: float | None = None) -> None:
-    """Exactly one of ``scale`` / ``target_spacing``; positive, finite, and at most ``max_scale`` per axis if given."""
+def validate_scale(
+    scale=None, target_spacing=None, ndim: int = 3, max_scale: float | None = None, min_scale: float = 1.0
+) -> None:
+    """Exactly one of ``scale`` / ``target_spacing``, positive and finite; a scale lies in ``[min_scale, max_scale]``
+    per axis (an up-sampling network does not downsample: ``--scale 0.01`` would write a 1-voxel image)."""
     if (scale is None) == (target_spacing is None):
         raise InputError("give exactly one of --scale or --target_spacing.")
-    name, value = ("scale", scale) if scale is not None else ("target_spacing", target_spacing)
+    if scale is not None:
+        validate_scale_range(scale, min_scale, max_scale, ndim=ndim, name="scale")
+        return
     try:
-        values = as_scale_tuple(value, ndim, name=name)
-    except ValueError as e:
+        as_scale_tuple(target_spacing, ndim, name="target_spacing")
+    except (ValueError, TypeError) as e:
         raise InputError(str(e)) from e
-    if scale is not None and max_scale is not None and max(values) > max_scale:
-        raise InputError(f"scale {values} exceeds the supported maximum of {max_scale} per axis.")
 
 
 def _writable_folder(folder: Path) -> None:

@@ -12,12 +12,15 @@ default of :data:`DEFAULT_ENCODE_WORKSPACE_CHANNELS` / :data:`DEFAULT_DECODE_WOR
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import psutil
 import torch
 
 from monai_inr.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "GB",
@@ -48,15 +51,24 @@ ENCODE_SAFETY, DECODE_SAFETY = 1.15, 1.25
 
 
 def memory_budget_bytes(memory_budget_gb: float | None = None, device: torch.device | str | None = None) -> float:
-    """Bytes an inference may use: ``memory_budget_gb`` when given; on a CUDA ``device`` 90 % of its free memory;
-    otherwise ``min(6 GB, resident set + 80 % of the available RAM)``."""
-    if memory_budget_gb is not None:
-        return float(memory_budget_gb) * GB
-    if device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available():
+    """Bytes an inference may use: ``memory_budget_gb`` when given, capped by what the machine has (a budget above
+    the free memory would let a plan allocate more than exists and end in the OOM killer; the cap is logged); on a
+    CUDA ``device`` 90 % of its free memory; otherwise ``min(6 GB, resident set + 80 % of the available RAM)``."""
+    cuda = device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available()
+    if cuda:
         free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return 0.9 * float(free)
-    vm = psutil.virtual_memory()
-    return float(min(DEFAULT_CPU_BUDGET_GB * GB, psutil.Process().memory_info().rss + 0.8 * vm.available))
+        limit = 0.9 * float(free)
+    else:
+        limit = float(psutil.Process().memory_info().rss + 0.8 * psutil.virtual_memory().available)
+    if memory_budget_gb is not None:
+        asked = float(memory_budget_gb) * GB
+        if asked > limit:
+            logger.warning(
+                "memory budget %.2f GB exceeds the %.2f GB this machine can give now; using %.2f GB.",
+                asked / GB, limit / GB, limit / GB,
+            )
+        return min(asked, limit)
+    return limit if cuda else float(min(DEFAULT_CPU_BUDGET_GB * GB, limit))
 
 
 def encode_workspace_channels(network: Any) -> float:

@@ -23,7 +23,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from monai_inr import coords
-from monai_inr.io import atomic_path, check_values, load_magnitude, load_volume, save_nifti
+from monai_inr.coords import spacing_from_affine
+from monai_inr.io import atomic_path, check_values, has_scanner_geometry, load_magnitude, load_volume, save_nifti
 from monai_inr.transforms.nexus_sampling import MODALITIES
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "SaveContrastsd",
     "SaveNexusOutputsd",
     "output_path_for",
+    "grid_description",
 ]
 
 
@@ -46,6 +48,17 @@ def output_path_for(source: str | os.PathLike, output_dir: str | os.PathLike, po
             name = name[: -len(suffix)]
             break
     return Path(output_dir) / f"{name}_{postfix}{ext}"
+
+
+def grid_description(what: str, source_affine: Any, affine: np.ndarray) -> str:
+    """The NIfTI ``descrip`` of an output: ``"monai-inr <what> x2.00x2.00x1.50 1.000x1.000x2.000mm"`` (per-axis scale
+    from the source's voxel size, then the output's voxel size), so a file says how it was made."""
+    out = spacing_from_affine(np.asarray(affine, dtype=np.float64))
+    text = f"monai-inr {what}"
+    if source_affine is not None:
+        src = spacing_from_affine(np.asarray(source_affine, dtype=np.float64))
+        text += " x" + "x".join(f"{a / b:.2f}" for a, b in zip(src, out))
+    return f"{text} {'x'.join(f'{v:.3f}' for v in out)}mm"[:80]
 
 
 class LoadVolumed(MapTransform):
@@ -72,7 +85,8 @@ class LoadVolumed(MapTransform):
             d[key] = MetaTensor(
                 torch.from_numpy(np.ascontiguousarray(arr)[None]),
                 affine=torch.as_tensor(affine, dtype=torch.float64),
-                meta={"filename_or_obj": path, "original_affine": affine, "spatial_shape": np.asarray(arr.shape)},
+                meta={"filename_or_obj": path, "original_affine": affine, "spatial_shape": np.asarray(arr.shape),
+                      "scanner_geometry": has_scanner_geometry(path)},
             )
         return d
 
@@ -190,13 +204,17 @@ class SaveVolumed(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
-        source = d[self.source_key].meta.get("filename_or_obj", "image")
+        meta = d[self.source_key].meta
+        source = meta.get("filename_or_obj", "image")
         for key in self.key_iterator(d):
             img = d[key]
             if img.shape[0] != 1:
                 raise ValueError(f"{key}: expected one channel to save, got {img.shape[0]}.")
             path = output_path_for(source, self.output_dir, self.output_postfix, self.output_ext)
-            save_nifti(img[0], np.asarray(img.affine), path, dtype=self.output_dtype)
+            affine = np.asarray(img.affine, dtype=np.float64)
+            save_nifti(img[0], affine, path, dtype=self.output_dtype,
+                       scanner=bool(meta.get("scanner_geometry", True)),
+                       description=grid_description(self.output_postfix, meta.get("original_affine"), affine))
             img.meta["saved_to"] = str(path)
         return d
 
