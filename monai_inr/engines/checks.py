@@ -474,10 +474,14 @@ def validate_target_reference(
     Returns the target and reference file lists. Raises :class:`~monai_inr.errors.InputError` (one sentence).
     """
     scales = validate_scale_range(scale, min_scale, max_scale)
+    if str(slice_axis).strip() not in ("0", "1", "2"):
+        raise InputError(f"slice_axis must be 0, 1 or 2 (the axis normal to the processed slices), got {slice_axis}.")
     t_files, r_files = paired_file_lists(targets, references, "target", "reference")
     for t, r in zip(t_files, r_files):
         t_shape, t_ch, t_aff = read_image_geometry(t, header_only=not check_content)
         r_shape, r_ch, r_aff = read_image_geometry(r, header_only=not check_content)
+        check_geometry(t_aff, t)
+        check_geometry(r_aff, r)
         if t_ch != r_ch:
             raise InputError(
                 f"{t} has {t_ch} channel(s) but its reference {r} has {r_ch}; both must be magnitude (1 channel) or "
@@ -488,7 +492,7 @@ def validate_target_reference(
         for d, s in zip([d for d in range(3) if d != axis], scales):
             out_shape[d] = max(1, int(round(t_shape[d] * s)))
         try:
-            plan_reference(t_shape, t_aff, out_shape, r_shape, r_aff, axis, what=f"reference {r}")
+            plan_reference(t_shape, t_aff, out_shape, r_shape, r_aff, axis, what=f"reference {r}", coordinates=False)
         except InputError as e:
             raise InputError(f"{t}: {e}") from None
     return t_files, r_files
@@ -612,6 +616,8 @@ def validate_sodium_t2w(
         else:
             a_shape, aa = magnitude_geometry(na, complex_sodium, "sodium")
             b_shape, ba = magnitude_geometry(t2, "error", "T2w")
+        check_geometry(aa, na)
+        check_geometry(ba, t2)
         if a_shape != b_shape:
             raise InputError(
                 f"{t2}: the T2w has shape {b_shape} but the sodium {na} has {a_shape}; ArRFR needs both on one grid "

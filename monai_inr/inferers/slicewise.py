@@ -106,8 +106,13 @@ def plan_reference(
     slice_axis: int,
     tolerance: float = 1e-3,
     what: str = "reference",
+    coordinates: bool = True,
 ) -> ReferencePlan:
     """Map the output grid of the target (3D shapes, 4x4 affines) into the reference; see the module docstring.
+
+    ``coordinates=False`` checks the plane and the coverage and finds the slice indices without building the
+    ``(H, W, 2)`` reference coordinates of the output grid (a pre-flight check allocates nothing of the output's size;
+    ``ref_coord`` and ``ref_scale`` are then ``None``).
 
     Raises:
         InputError: the reference is sliced in another plane or does not cover the target's field of view (every
@@ -151,6 +156,8 @@ def plan_reference(
         centres[:, d] = (n[d] - 1) / 2.0
     rc = coords.world_to_voxel(coords.voxel_to_world(centres, ta), ra)[:, r_axis]
     idx = [int(min(max(np.floor(v + 0.5), 0), reference_shape[r_axis] - 1)) for v in rc]
+    if not coordinates:
+        return ReferencePlan(r_axis, idx, None, None)
     # in-plane positions of the output pixel centres (slice 0; the map is the same for every slice)
     oa = coords.fov_affine(ta, n, out_shape)
     hh, ww = int(out_shape[plane[0]]), int(out_shape[plane[1]])
@@ -290,6 +297,9 @@ class SliceWiseInferer(Inferer):
         batch = int(tgt.shape[0])
         out_ch = int(getattr(network, "out_channels", tgt.shape[1]))
         has_affines = isinstance(inputs, MetaTensor)
+        # the memory check comes before any allocation of the output size (the reference plans' coordinate grids
+        # and the output itself): an absurd scale is one sentence, not the OOM killer
+        self._check_memory(network, batch, out_ch, out_shape3, plane)
         plans: list[ReferencePlan | None] = []
         for b in range(batch):
             if ref is None:
@@ -309,7 +319,6 @@ class SliceWiseInferer(Inferer):
                         f"affines they must have the same slices."
                     )
                 plans.append(ReferencePlan(axis, list(range(n_ref)), None, None))
-        self._check_memory(network, batch, out_ch, out_shape3, plane)
 
         device = tgt.device
         t_data = tgt.as_tensor() if isinstance(tgt, MetaTensor) else tgt
