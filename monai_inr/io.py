@@ -51,6 +51,7 @@ __all__ = [
     "ScannerNiftiReader",
     "check_volume",
     "check_values",
+    "check_finite",
     "check_geometry",
     "has_scanner_geometry",
     "load_volume",
@@ -463,6 +464,14 @@ def read_image_geometry(
     if data is not None:
         _check_values(data, str(p))
     return tuple(int(n) for n in spatial), int(channels), affine  # type: ignore
+
+
+def check_finite(array: Any, name: str) -> None:
+    """Raise the one-sentence :class:`InputError` when ``array`` (numpy or torch) holds a NaN or Inf."""
+    arr = array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        raise InputError(f"{name}: contains {int((~finite).sum())} NaN or Inf voxels.")
 
 
 def check_values(array: Any, name: str, purpose: str = "super-resolve") -> None:

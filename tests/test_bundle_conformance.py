@@ -156,8 +156,7 @@ def _targets(obj: Any) -> list[str]:
     return [t for v in obj for t in _targets(v)] if isinstance(obj, list) else []
 
 
-#: ArRFR keeps MONAI's CheckpointSaver for now: its key metric is minimised and it saves periodic snapshots
-ATOMIC_CHECKPOINTS = ("arssr", "dual_arbnet", "multi_contrast_inr", "nexus_inr")
+ATOMIC_CHECKPOINTS = ("arssr", "dual_arbnet", "multi_contrast_inr", "nexus_inr", "arrfr")
 
 
 @pytest.mark.parametrize("name", ATOMIC_CHECKPOINTS)

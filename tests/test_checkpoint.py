@@ -56,7 +56,7 @@ def test_sigkill_during_checkpoint_write_keeps_previous_model_and_next_run_clean
     assert not list(tmp_path.glob("*.partial*")) and not list(tmp_path.glob(".*.partial*"))
 
 
-def _training(tmp_path, metrics, max_epochs, resume=True, nan_at=None, interval=1):
+def _training(tmp_path, metrics, max_epochs, resume=True, nan_at=None, interval=1, **ckpt_kw):
     """A tiny trainer whose 'validation' returns ``metrics[epoch - 1]``; returns (trainer, network, checkpoint)."""
     torch.manual_seed(0)
     net = torch.nn.Linear(2, 1)
@@ -88,7 +88,8 @@ def _training(tmp_path, metrics, max_epochs, resume=True, nan_at=None, interval=
         sched.step()
 
     NonFiniteLossGuard().attach(trainer)
-    ckpt = TrainingCheckpoint(tmp_path, net, opt, sched, validator=validator, interval=interval, resume=resume)
+    ckpt = TrainingCheckpoint(tmp_path, net, opt, sched, validator=validator, interval=interval, resume=resume,
+                              **ckpt_kw)
     ckpt.attach(trainer)
     data = [torch.ones(3, 2)] * 2
     return trainer, net, ckpt, data
@@ -113,6 +114,38 @@ def test_best_model_follows_the_key_metric_and_training_resumes(tmp_path):
     assert state["best_metric"] == 14.0 and state["best_epoch"] == 6
     assert math.isclose(state["lr_scheduler"]["last_epoch"], 6)
     assert torch.equal(torch.load(tmp_path / "model.pt", weights_only=True)["weight"], net2.weight.detach())
+
+
+def test_a_minimised_metric_keeps_the_lowest_and_final_and_periodic_snapshots_are_written(tmp_path):
+    """ArRFR selects by validation loss (mode "min"), keeps a snapshot every few epochs and the finished network."""
+    metrics = [3.0, 2.0, 2.5, 1.0, 4.0]
+    trainer, net, ckpt, data = _training(tmp_path, metrics, max_epochs=5, mode="min", final_filename="model_final.pt",
+                                         save_interval=2)
+    weights = {}
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: weights.update({e.state.epoch: net.weight.clone()}))
+    trainer.run(data, max_epochs=5)
+    state = torch.load(tmp_path / "training_state.pt", weights_only=True)
+    assert state["best_metric"] == 1.0 and state["best_epoch"] == 4
+    assert torch.equal(torch.load(tmp_path / "model.pt", weights_only=True)["weight"], weights[4])
+    assert torch.equal(torch.load(tmp_path / "model_final.pt", weights_only=True)["weight"], weights[5])
+    assert sorted(p.name for p in tmp_path.glob("periodic_model_epoch=*.pt")) == [
+        "periodic_model_epoch=2.pt", "periodic_model_epoch=4.pt"]
+    assert torch.equal(torch.load(tmp_path / "periodic_model_epoch=2.pt", weights_only=True)["weight"], weights[2])
+    # a resumed run keeps comparing against the saved lowest value
+    trainer2, _, _, data = _training(tmp_path, metrics + [1.5, 0.5], max_epochs=7, mode="min")
+    trainer2.run(data, max_epochs=7)
+    state = torch.load(tmp_path / "training_state.pt", weights_only=True)
+    assert state["best_metric"] == 0.5 and state["best_epoch"] == 7
+    with pytest.raises(ValueError, match="mode"):
+        TrainingCheckpoint(tmp_path, net, mode="lowest")
+
+
+def test_an_interrupted_run_never_writes_the_final_name(tmp_path):
+    trainer, _, _, data = _training(tmp_path, [1.0] * 4, max_epochs=4, final_filename="model_final.pt")
+    trainer.add_event_handler(Events.EPOCH_COMPLETED(once=2), lambda e: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(data, max_epochs=4)
+    assert (tmp_path / "model.pt").is_file() and not (tmp_path / "model_final.pt").exists()
 
 
 def test_restart_without_resume_keeps_the_previous_run(tmp_path):

@@ -131,8 +131,12 @@ class TrainingCheckpoint:
         optimizer, lr_scheduler: saved and restored with the training state when given.
         validator: the evaluator whose key metric selects the best model; ``None`` saves at completion only.
         interval: epochs between saves (the ``ValidationHandler`` interval).
-        key_metric_name: metric to maximise (``None``: ``validator.state.key_metric_name``).
+        key_metric_name: metric that selects the best model (``None``: ``validator.state.key_metric_name``).
+        mode: ``"max"`` (a PSNR) or ``"min"`` (a validation loss): the direction in which the key metric improves.
         model_filename, state_filename: file names inside ``save_dir``.
+        final_filename: also write the network under this name when the run completes (never on an exception or
+            Ctrl-C), e.g. ``"model_final.pt"``.
+        save_interval: also keep a snapshot every ``save_interval`` epochs as ``<periodic_prefix><epoch>.pt``.
         resume: resume from ``state_filename`` when it exists; ``False`` starts fresh and keeps the earlier files
             under timestamped names.
         metadata: JSON-able facts stored in the training state (e.g. the network configuration).
@@ -151,9 +155,17 @@ class TrainingCheckpoint:
         state_filename: str = "training_state.pt",
         resume: bool = True,
         metadata: Mapping[str, Any] | None = None,
+        mode: str = "max",
+        final_filename: str | None = None,
+        save_interval: int | None = None,
+        periodic_prefix: str = "periodic_model_epoch=",
     ) -> None:
         if int(interval) < 1:
             raise ValueError(f"TrainingCheckpoint: interval must be >= 1, got {interval}.")
+        if mode not in ("max", "min"):
+            raise ValueError(f"TrainingCheckpoint: mode must be 'max' or 'min', got {mode!r}.")
+        if save_interval is not None and int(save_interval) < 1:
+            raise ValueError(f"TrainingCheckpoint: save_interval must be >= 1, got {save_interval}.")
         self.save_dir = Path(save_dir)
         self.network = network
         self.optimizer = optimizer
@@ -165,7 +177,11 @@ class TrainingCheckpoint:
         self.state_path = self.save_dir / state_filename
         self.resume = bool(resume)
         self.metadata = dict(metadata or {})
-        self.best_metric = -math.inf
+        self.sign = 1.0 if mode == "max" else -1.0
+        self.final_path = None if final_filename is None else self.save_dir / final_filename
+        self.save_interval = None if save_interval is None else int(save_interval)
+        self.periodic_prefix = periodic_prefix
+        self.best_metric = -self.sign * math.inf
         self.best_epoch = 0
 
     # ---------------------------------------------------------------------------------------------------- wiring
@@ -173,8 +189,10 @@ class TrainingCheckpoint:
         engine.add_event_handler(Events.STARTED, self.started)
         if self.validator is not None:
             engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self.validated)
-        else:
+        if self.validator is None or self.final_path is not None:
             engine.add_event_handler(Events.COMPLETED, self.completed)
+        if self.save_interval is not None:
+            engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.snapshot)
 
     # ---------------------------------------------------------------------------------------------------- events
     def started(self, engine: Engine) -> None:
@@ -195,7 +213,7 @@ class TrainingCheckpoint:
 
     def validated(self, engine: Engine) -> None:
         metric = self._key_metric()
-        improved = metric is not None and math.isfinite(metric) and metric > self.best_metric
+        improved = metric is not None and math.isfinite(metric) and self.sign * metric > self.sign * self.best_metric
         if improved:
             self.best_metric, self.best_epoch = float(metric), int(engine.state.epoch)
         if not _is_main_process():
@@ -209,8 +227,15 @@ class TrainingCheckpoint:
 
     def completed(self, engine: Engine) -> None:
         if _is_main_process():
-            save_atomic(self._weights(), self.model_path)
-            logger.info("run completed, saved %s", self.model_path)
+            path = self.model_path if self.validator is None else self.final_path
+            save_atomic(self._weights(), path)
+            logger.info("run completed, saved %s", path)
+
+    def snapshot(self, engine: Engine) -> None:
+        if _is_main_process():
+            path = self.save_dir / f"{self.periodic_prefix}{int(engine.state.epoch)}.pt"
+            save_atomic(self._weights(), path)
+            logger.info("epoch %d: snapshot saved %s", engine.state.epoch, path)
 
     # ---------------------------------------------------------------------------------------------------- helpers
     def _metric_name(self) -> str:
@@ -270,7 +295,7 @@ class TrainingCheckpoint:
             self.optimizer.load_state_dict(state["optimizer"])
         if self.lr_scheduler is not None and "lr_scheduler" in state:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        self.best_metric = float(state.get("best_metric", -math.inf))
+        self.best_metric = float(state.get("best_metric", -self.sign * math.inf))
         self.best_epoch = int(state.get("best_epoch", 0))
         epoch, iteration = int(state["epoch"]), int(state["iteration"])
         max_epochs = engine.state.max_epochs

@@ -24,7 +24,7 @@ from monai.transforms import MapTransform
 
 from monai_inr import coords
 from monai_inr.coords import spacing_from_affine
-from monai_inr.io import atomic_path, check_values, has_scanner_geometry, load_magnitude, load_volume, save_nifti
+from monai_inr.io import atomic_path, check_finite, check_values, has_scanner_geometry, load_magnitude, load_volume, save_nifti
 from monai_inr.transforms.nexus_sampling import MODALITIES
 
 __all__ = [
@@ -94,14 +94,25 @@ class LoadVolumed(MapTransform):
 class CheckVolumed(MapTransform):
     """Check each of ``keys`` (as read by ``LoadImaged``) is real, finite and not constant, with the one-sentence
     errors of :mod:`monai_inr.io` naming the file (``meta["filename_or_obj"]``): the content check of an inference
-    happens on the dataset's one read of its inputs, not on a separate validation pass."""
+    happens on the dataset's one read of its inputs, not on a separate validation pass.
+
+    ``allow_constant``: accept constant images (training slices at the edge of a volume are legitimately all
+    background); NaN/Inf are refused either way.
+    """
+
+    def __init__(self, keys: KeysCollection, allow_constant: bool = False, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.allow_constant = bool(allow_constant)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
             img = d[key]
             name = str(getattr(img, "meta", {}).get("filename_or_obj", key))
-            check_values(img, name)
+            if self.allow_constant:
+                check_finite(img, name)
+            else:
+                check_values(img, name)
         return d
 
 
