@@ -63,6 +63,8 @@ __all__ = [
     "output_names",
     "save_nifti",
     "atomic_path",
+    "pid_alive",
+    "check_output_folder",
     "remove_stale_partials",
     "save_atomic",
     "write_atomic",
@@ -548,7 +550,8 @@ def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
     return Path(tmp), path
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (the writer of a temporary file or folder)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -567,7 +570,7 @@ def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
     for p in folder.glob(f".*{_PARTIAL}*"):
         parts = p.name.split(_PARTIAL)[0].rsplit(".", 2)
         pid = parts[1] if len(parts) == 3 else ""
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
@@ -605,15 +608,35 @@ def _honour_umask(path: Path) -> None:
     os.chmod(path, 0o666 & ~umask)  # mkstemp creates 0600
 
 
+def check_output_folder(folder: str | os.PathLike) -> Path:
+    """Refuse, before any work, an output folder that is a file, lies under a file, or cannot be created or written
+    by this user (one sentence naming it); returns the folder (not created)."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise InputError(f"{folder}: cannot be an output folder because {probe} is a file.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        if probe == folder:
+            raise InputError(f"{folder}: the output folder is not writable by this user.")
+        raise InputError(f"{folder}: the output folder cannot be created because {probe} is not writable by this user.")
+    return folder
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(temporary path)`` and rename the result over ``path`` once complete.
 
     The temporary name comes from :func:`atomic_path` (unique per process and call, same suffixes, same folder), the
     file is fsync-ed before :func:`os.replace`, its mode honours the umask, and on any failure it is removed: readers
     see the old file or the new one, never a half-written one, and concurrent writers never share a temporary name.
+    Temporaries that killed writers left in the folder are removed first (:func:`remove_stale_partials`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(path.parent)  # what writers killed in this folder left behind
     tmp, final = atomic_path(path)
     try:
         write(tmp)

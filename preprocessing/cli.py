@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from monai_inr.errors import InputError
+from monai_inr.io import check_output_folder
 
 __all__ = ["build_parser", "main"]
 
@@ -260,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         args = _apply_config(parser, argv)
         logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("preprocessing").setLevel(getattr(logging, args.log_level))
+        if args.command != "datalist" and getattr(args, "out", None) is not None:
+            check_output_folder(args.out)  # a file or unwritable folder: one sentence before any work
         result = _dispatch(args)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)

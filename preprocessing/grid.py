@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from monai_inr.coords import fov_affine, spacing_from_affine, voxel_to_world, world_to_voxel
+from monai_inr.errors import InputError
 
 __all__ = [
     "PAPER_SHAPE",
@@ -54,9 +55,9 @@ class ReconGrid:
         shape = tuple(int(n) for n in self.shape)
         spacing = tuple(float(s) for s in self.spacing_mm)
         if len(shape) != 3 or min(shape) < 2:
-            raise ValueError(f"grid shape must be 3 axes of at least 2 voxels, got {shape}.")
+            raise InputError(f"grid shape must be 3 axes of at least 2 voxels, got {shape}.")
         if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
-            raise ValueError(f"grid spacing must be 3 positive numbers (mm), got {spacing}.")
+            raise InputError(f"grid spacing must be 3 positive numbers (mm), got {spacing}.")
         d = np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
         if not np.allclose(d.T @ d, np.eye(3), atol=1e-4):
             raise ValueError("grid direction must be an orthonormal 3x3 matrix (columns: array axes in RAS).")

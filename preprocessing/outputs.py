@@ -44,7 +44,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from monai_inr.errors import InputError
-from monai_inr.io import write_atomic, write_json_atomic
+from monai_inr.io import pid_alive, write_atomic, write_json_atomic
 
 __all__ = [
     "PIPELINE_NAME",
@@ -60,6 +60,7 @@ __all__ = [
     "geometry_dict",
     "write_json",
     "Staging",
+    "remove_stale_staging",
     "ensure_absent",
     "step_log",
     "write_dataset_description",
@@ -216,6 +217,18 @@ def ensure_absent(paths: Iterable[Path], overwrite: bool, out_root: Path, step: 
             )
 
 
+def remove_stale_staging(root: str | os.PathLike) -> list[Path]:
+    """Delete the staging folders (``.staging-<pid>-<step>-*``) that killed runs left in ``root``; folders of live
+    processes (a concurrent run) are kept."""
+    removed = []
+    for d in Path(root).glob(".staging-*"):
+        pid = d.name.split("-")[1] if d.name.count("-") >= 2 else ""
+        if d.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
 class Staging:
     """All-or-nothing writing of a step's files.
 
@@ -229,7 +242,9 @@ class Staging:
         self.step = step
         self.overwrite = overwrite
         self.root.mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix=f".staging-{step}-", dir=self.root))
+        for stale in remove_stale_staging(self.root):
+            log.info("removed the staging folder of an interrupted run: %s", stale)
+        self.dir = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-{step}-", dir=self.root))
         self._map: dict[Path, Path] = {}
 
     def path(self, final: str | os.PathLike) -> Path:

@@ -395,6 +395,9 @@ def run_all(
     t2_file = Path(t2w_path)
     if not t2_file.exists():
         raise InputError(f"{t2_file}: T2w image or DICOM series directory not found.")
+    # the T2w's content and geometry are checked before the reconstruction is spent (a bad T2w used to fail only
+    # after the sodium image was written, which then blocked the retry)
+    load_volume(t2_file, require_geometry=True)
     existing = [f for f in p.recon_outputs(save_complex) + p.prepare_outputs(prepare.cube) if f.exists()]
     if p.anat.exists():
         existing += list(p.anat.glob(f"sub-{p.subject}_acq-23Na_res-*_desc-upsampled_{out.SODIUM_SUFFIX}.*"))

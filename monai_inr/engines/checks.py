@@ -28,6 +28,7 @@ from monai_inr.inferers.nexus import check_budget
 from monai_inr.inferers.slicewise import plan_reference, validate_scale_range
 from monai_inr.io import (
     check_geometry,
+    check_output_folder,
     save_atomic,
     load_magnitude,
     load_volume,
@@ -147,21 +148,6 @@ def validate_scale(
         raise InputError(str(e)) from e
 
 
-def _writable_folder(folder: Path) -> None:
-    """Refuse a folder that is a file, lies under a file, or cannot be created or written by this user."""
-    probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise InputError(f"{folder}: cannot be an output folder because {probe} is a file.")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        if probe == folder:
-            raise InputError(f"{folder}: the output folder is not writable by this user.")
-        raise InputError(f"{folder}: the output folder cannot be created because {probe} is not writable by this user.")
-
-
 def check_output_paths(
     outputs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], overwrite: bool = False
 ) -> list[Path]:
@@ -191,7 +177,7 @@ def check_output_paths(
             raise InputError(f"{out}: already exists; pass --overwrite to replace it (bundle runs: --overwrite true), or choose another output folder.")
         paths.append(out)
     for folder in sorted({p.parent for p in paths}):
-        _writable_folder(folder)
+        check_output_folder(folder)
     return paths
 
 
