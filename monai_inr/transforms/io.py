@@ -24,6 +24,7 @@ from monai.transforms import MapTransform
 
 from monai_inr import coords
 from monai_inr.coords import spacing_from_affine
+from monai_inr.errors import InputError
 from monai_inr.io import atomic_path, check_finite, check_values, has_scanner_geometry, load_magnitude, load_volume, save_nifti
 from monai_inr.transforms.nexus_sampling import MODALITIES
 
@@ -97,12 +98,20 @@ class CheckVolumed(MapTransform):
     happens on the dataset's one read of its inputs, not on a separate validation pass.
 
     ``allow_constant``: accept constant images (training slices at the edge of a volume are legitimately all
-    background); NaN/Inf are refused either way.
+    background); NaN/Inf are refused either way. ``min_shape``: the smallest spatial shape the caller can use (a
+    training set checked on its cached read, before the first iteration, e.g. the HR crop of the largest scale).
     """
 
-    def __init__(self, keys: KeysCollection, allow_constant: bool = False, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        allow_constant: bool = False,
+        min_shape: Sequence[int] | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.allow_constant = bool(allow_constant)
+        self.min_shape = None if min_shape is None else tuple(int(n) for n in min_shape)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -113,6 +122,13 @@ class CheckVolumed(MapTransform):
                 check_finite(img, name)
             else:
                 check_values(img, name)
+            spatial = tuple(int(n) for n in img.shape[1:])
+            if self.min_shape is not None and any(n < m for n, m in zip(spatial, self.min_shape)):
+                raise InputError(
+                    f"{name}: the image ({'x'.join(map(str, spatial))}) is smaller than the "
+                    f"{'x'.join(map(str, self.min_shape))} voxels training needs (the HR crop at the largest scale); "
+                    f"use a smaller lr_patch_size or scale range, or larger images."
+                )
         return d
 
 
