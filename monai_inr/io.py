@@ -62,6 +62,8 @@ __all__ = [
     "foreground_mask",
     "output_names",
     "save_nifti",
+    "nifti_image",
+    "write_atomic_group",
     "atomic_path",
     "pid_alive",
     "check_output_folder",
@@ -576,21 +578,10 @@ def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def save_nifti(
-    array: Any,
-    affine: np.ndarray,
-    path: str | os.PathLike,
-    dtype=np.float32,
-    scanner: bool = True,
-    description: str | None = None,
-) -> Path:
-    """Write a NIfTI file atomically (:func:`write_atomic`: temporary name, fsync, rename; mode honours the umask),
-    with sform and qform set to ``affine``.
-
-    ``scanner``: the affine is in scanner space (codes 1); ``False`` keeps an input's "unknown" geometry (codes 0,
-    the voxel sizes still in ``pixdim``) rather than claiming scanner space for it. ``description``: the header's
-    ``descrip`` field (at most 80 characters; how the image was made, e.g. the scale).
-    """
+def nifti_image(
+    array: Any, affine: np.ndarray, dtype=np.float32, scanner: bool = True, description: str | None = None
+) -> Any:
+    """The NIfTI image every output is written as: sform and qform set to ``affine`` (see :func:`save_nifti`)."""
     if hasattr(array, "detach"):
         array = array.detach().cpu().numpy()
     img = nib.Nifti1Image(np.asarray(array, dtype=dtype), np.asarray(affine, dtype=np.float64))
@@ -599,7 +590,28 @@ def save_nifti(
     img.set_sform(img.affine, code=code)
     if description:
         img.header["descrip"] = description.encode("ascii", "replace")[:80]
-    return write_atomic(path, lambda tmp: nib.save(img, str(tmp)))
+    return img
+
+
+def save_nifti(
+    array: Any,
+    affine: np.ndarray,
+    path: str | os.PathLike,
+    dtype=np.float32,
+    scanner: bool = True,
+    description: str | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write a NIfTI file atomically (:func:`write_atomic`: temporary name, fsync, rename; mode honours the umask),
+    with sform and qform set to ``affine``.
+
+    ``scanner``: the affine is in scanner space (codes 1); ``False`` keeps an input's "unknown" geometry (codes 0,
+    the voxel sizes still in ``pixdim``) rather than claiming scanner space for it. ``description``: the header's
+    ``descrip`` field (at most 80 characters; how the image was made, e.g. the scale). ``overwrite=False`` never
+    replaces an existing file, also one a concurrent run wrote after this run's pre-flight check.
+    """
+    img = nifti_image(array, affine, dtype, scanner, description)
+    return write_atomic(path, lambda tmp: nib.save(img, str(tmp)), overwrite)
 
 
 def _honour_umask(path: Path) -> None:
@@ -626,36 +638,83 @@ def check_output_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(temporary path)`` and rename the result over ``path`` once complete.
-
-    The temporary name comes from :func:`atomic_path` (unique per process and call, same suffixes, same folder), the
-    file is fsync-ed before :func:`os.replace`, its mode honours the umask, and on any failure it is removed: readers
-    see the old file or the new one, never a half-written one, and concurrent writers never share a temporary name.
-    Temporaries that killed writers left in the folder are removed first (:func:`remove_stale_partials`).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(path.parent)  # what writers killed in this folder left behind
-    tmp, final = atomic_path(path)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        _honour_umask(tmp)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:  # make the rename itself durable
-        fd = os.open(final.parent, os.O_RDONLY)
+def _fsync_dir(folder: Path) -> None:
+    try:  # make the renames themselves durable
+        fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
     except OSError:  # pragma: no cover - some file systems cannot fsync a directory
         pass
-    return final
+
+
+def _publish(tmp: Path, final: Path, overwrite: bool) -> None:
+    """Move a complete temporary file to its final name: replace (``overwrite``) or create it only if it does not
+    exist (a hard link fails atomically when the name is taken, so a concurrent run's result is never replaced)."""
+    if overwrite:
+        os.replace(tmp, final)
+        return
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        raise InputError(
+            f"{final}: was written by another run while this one computed; it is kept (pass --overwrite to "
+            f"replace it, or choose another output folder)."
+        ) from None
+    except OSError:  # pragma: no cover - a file system without hard links: check, then rename
+        if final.exists():
+            raise InputError(f"{final}: already exists; pass --overwrite to replace it.") from None
+        os.replace(tmp, final)
+        return
+    tmp.unlink()
+
+
+def write_atomic_group(
+    items: Sequence[tuple[str | os.PathLike, Callable[[Path], None]]], overwrite: bool = True
+) -> list[Path]:
+    """Write several files as one result: every ``write(temporary path)`` completes (fsync, umask mode) before the
+    first is published under its final name, and any failure removes the temporaries and leaves earlier files as
+    they were.
+
+    The temporary names come from :func:`atomic_path` (unique per process and call, the same suffixes, the same
+    folder), and temporaries that killed writers left in the folders are removed first
+    (:func:`remove_stale_partials`). ``overwrite=False`` publishes without replacing: an output that another run
+    wrote meanwhile is kept and this run stops with one sentence (no result is ever silently lost).
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, write in items:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_partials(path.parent)
+            tmp, final = atomic_path(path)
+            staged.append((tmp, final))
+            write(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            _honour_umask(tmp)
+        for tmp, final in staged:
+            _publish(tmp, final, overwrite)
+    finally:
+        for tmp, _ in staged:
+            if tmp.exists():
+                tmp.unlink()
+    for folder in sorted({final.parent for _, final in staged}):
+        _fsync_dir(folder)
+    return [final for _, final in staged]
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], None], overwrite: bool = True) -> Path:
+    """Call ``write(temporary path)`` and rename the result over ``path`` once complete.
+
+    The temporary name comes from :func:`atomic_path` (unique per process and call, same suffixes, same folder), the
+    file is fsync-ed before it is published, its mode honours the umask, and on any failure it is removed: readers
+    see the old file or the new one, never a half-written one, and concurrent writers never share a temporary name.
+    Temporaries that killed writers left in the folder are removed first (:func:`remove_stale_partials`).
+    ``overwrite=False`` never replaces an existing file (:func:`write_atomic_group`).
+    """
+    return write_atomic_group([(path, write)], overwrite)[0]
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:

@@ -50,3 +50,25 @@ def test_bad_content_names_the_file(tmp_path, data, message):
 def test_singleton_axes_are_squeezed():
     assert check_volume(np.random.rand(1, 4, 5, 6)).shape == (4, 5, 6)
     assert check_volume(np.random.rand(4, 5, 6, 1)).shape == (4, 5, 6)
+
+
+def test_a_result_written_meanwhile_by_another_run_is_never_replaced(tmp_path):
+    """Two runs pass the pre-flight before either writes: the later one stops in one sentence, the earlier result stays
+    (``overwrite=False``), and a group of files is published only when every one of them is complete."""
+    from monai_inr.errors import InputError
+    from monai_inr.io import write_atomic, write_atomic_group
+
+    target = tmp_path / "scan_sr.nii.gz"
+    write_atomic(target, lambda p: p.write_bytes(b"first run"), overwrite=False)
+    with pytest.raises(InputError, match="written by another run while this one computed") as err:
+        write_atomic(target, lambda p: p.write_bytes(b"second run"), overwrite=False)
+    assert "\n" not in str(err.value) and target.read_bytes() == b"first run"
+    write_atomic(target, lambda p: p.write_bytes(b"replaced"), overwrite=True)
+    assert target.read_bytes() == b"replaced"
+
+    def fail(p):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_atomic_group([(tmp_path / "t1w_sr.nii.gz", lambda p: p.write_bytes(b"t1")), (tmp_path / "t2w_sr.nii.gz", fail)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scan_sr.nii.gz"]  # neither published, no temporaries

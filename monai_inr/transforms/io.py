@@ -25,7 +25,16 @@ from monai.transforms import MapTransform
 from monai_inr import coords
 from monai_inr.coords import spacing_from_affine
 from monai_inr.errors import InputError
-from monai_inr.io import atomic_path, check_finite, check_values, has_scanner_geometry, load_magnitude, load_volume, save_nifti
+from monai_inr.io import (
+    check_finite,
+    check_values,
+    has_scanner_geometry,
+    load_magnitude,
+    load_volume,
+    nifti_image,
+    save_nifti,
+    write_atomic_group,
+)
 from monai_inr.transforms.nexus_sampling import MODALITIES
 
 __all__ = [
@@ -209,7 +218,9 @@ class SaveVolumed(MapTransform):
 
     Unlike ``SaveImaged`` the file is written under a temporary name and renamed when complete, so a crash never
     leaves a half-written output, and the affine is exactly the prediction's (the super-resolved grid's), never the
-    input's. The output name derives from the input file recorded in ``source_key``'s meta (``filename_or_obj``).
+    input's. The output name derives from the input file recorded in ``source_key``'s meta (``filename_or_obj``);
+    the header's ``descrip`` records the scale and voxel size. ``overwrite=False`` (the bundles' default) never
+    replaces a file, also one a concurrent run wrote after the pre-flight check (one sentence instead).
     """
 
     def __init__(
@@ -220,6 +231,7 @@ class SaveVolumed(MapTransform):
         output_postfix: str = "sr",
         output_ext: str = ".nii.gz",
         output_dtype: np.dtype | type = np.float32,
+        overwrite: bool = True,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -228,6 +240,7 @@ class SaveVolumed(MapTransform):
         self.output_postfix = output_postfix
         self.output_ext = output_ext
         self.output_dtype = output_dtype
+        self.overwrite = bool(overwrite)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
@@ -241,7 +254,8 @@ class SaveVolumed(MapTransform):
             affine = np.asarray(img.affine, dtype=np.float64)
             save_nifti(img[0], affine, path, dtype=self.output_dtype,
                        scanner=bool(meta.get("scanner_geometry", True)),
-                       description=grid_description(self.output_postfix, meta.get("original_affine"), affine))
+                       description=grid_description(self.output_postfix, meta.get("original_affine"), affine),
+                       overwrite=self.overwrite)
             img.meta["saved_to"] = str(path)
         return d
 
@@ -250,8 +264,9 @@ class SaveContrastsd(MapTransform):
     """Write each channel of ``keys`` (``(C, *spatial)`` MetaTensor) as its own NIfTI with the tensor's affine.
 
     Channel ``c`` goes to ``<output_dir>/<names[c]>_<postfix><ext>``, clipped to [0, 1] (``clip``) and mapped back to
-    the contrast's intensity range stored in ``meta["intensity_range"]`` (``restore_intensity``). Files are written
-    atomically (temporary name, then rename) by :func:`monai_inr.io.save_nifti`.
+    the contrast's intensity range stored in ``meta["intensity_range"]`` (``restore_intensity``). The contrasts are
+    written as one result (:func:`monai_inr.io.write_atomic_group`: all complete before either is published;
+    ``overwrite=False`` never replaces a file).
     """
 
     def __init__(
@@ -263,6 +278,7 @@ class SaveContrastsd(MapTransform):
         output_ext: str = ".nii.gz",
         clip: bool = True,
         restore_intensity: bool = True,
+        overwrite: bool = True,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -272,6 +288,7 @@ class SaveContrastsd(MapTransform):
         self.output_ext = output_ext
         self.clip = bool(clip)
         self.restore_intensity = bool(restore_intensity)
+        self.overwrite = bool(overwrite)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
@@ -283,7 +300,7 @@ class SaveContrastsd(MapTransform):
                 raise ValueError(f"{key}: {img.shape[0]} channels but only {len(self.names)} output names.")
             affine = np.asarray(img.affine.detach().cpu() if isinstance(img.affine, torch.Tensor) else img.affine)
             rng = np.asarray(img.meta.get("intensity_range", [[0.0, 1.0]] * img.shape[0]), dtype=np.float64)
-            saved = []
+            items = []
             for c in range(img.shape[0]):
                 v = img[c].detach().float().cpu().numpy()
                 if self.clip:
@@ -291,21 +308,24 @@ class SaveContrastsd(MapTransform):
                 if self.restore_intensity:
                     v = v * (rng[c, 1] - rng[c, 0]) + rng[c, 0]
                 path = self.output_dir / f"{self.names[c]}_{self.output_postfix}{self.output_ext}"
-                saved.append(str(save_nifti(v, affine, path)))
-            img.meta["saved_to"] = saved
+                nii = nifti_image(v, affine, description=grid_description(self.output_postfix, None, affine))
+                items.append((path, lambda tmp, nii=nii: nib.save(nii, str(tmp))))
+            img.meta["saved_to"] = [str(p) for p in write_atomic_group(items, self.overwrite)]
         return d
 
 
 class SaveNexusOutputsd(MapTransform):
     """Write ``pred`` ``(2, *shape)`` as ``<output_dir>/<name>_<postfix>.nii.gz`` per modality with the pred affine.
 
-    Both files are written under temporary names first and renamed only when both are complete.
+    Both files are written as one result (:func:`monai_inr.io.write_atomic_group`: complete, fsync-ed, umask mode,
+    before either is published; ``overwrite=False`` never replaces a file).
     """
 
     def __init__(self, keys="pred", output_dir: str = "./eval/inference", names: Sequence[str] = MODALITIES,
-                 output_postfix: str = "sr", output_ext: str = ".nii.gz") -> None:
+                 output_postfix: str = "sr", output_ext: str = ".nii.gz", overwrite: bool = True) -> None:
         super().__init__(keys)
         self.output_dir, self.names, self.postfix, self.ext = Path(output_dir), list(names), output_postfix, output_ext
+        self.overwrite = bool(overwrite)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -313,21 +333,10 @@ class SaveNexusOutputsd(MapTransform):
             pred = d[key]
             affine = np.asarray(pred.affine, np.float64).reshape(-1, 4, 4)[-1]
             arr = pred.detach().cpu().numpy().reshape(-1, *pred.shape[-3:])
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            done = []
-            try:
-                for c, name in enumerate(self.names):
-                    final = self.output_dir / f"{name}_{self.postfix}{self.ext}"
-                    tmp, _ = atomic_path(final)
-                    img = nib.Nifti1Image(arr[c].astype(np.float32), affine)
-                    img.set_qform(affine, code=1)
-                    img.set_sform(affine, code=1)
-                    nib.save(img, str(tmp))
-                    done.append((tmp, final))
-                for tmp, final in done:
-                    os.replace(tmp, final)
-            finally:
-                for tmp, _ in done:
-                    if tmp.exists():
-                        tmp.unlink()
+            items = []
+            for c, name in enumerate(self.names):
+                nii = nifti_image(arr[c], affine, description=grid_description(self.postfix, None, affine))
+                items.append((self.output_dir / f"{name}_{self.postfix}{self.ext}",
+                              lambda tmp, nii=nii: nib.save(nii, str(tmp))))
+            write_atomic_group(items, self.overwrite)
         return d
