@@ -26,6 +26,7 @@ is a root attribute; in NPZ ``meta`` is a 0-d unicode array (no pickling needed 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,12 @@ def validate_raw(raw: RawData, name: str | None = None) -> RawData:
     bad = int((~np.isfinite(d)).sum())
     if bad:
         raise InputError(f"{name}: the k-space data contain {bad} NaN or Inf samples.")
+    if not np.any(d):
+        raise InputError(f"{name}: every k-space sample is 0 (no signal was recorded), nothing to reconstruct.")
+    if not np.iscomplexobj(d):
+        logging.getLogger("preprocessing").warning(
+            "%s: the k-space data are real-valued (dtype %s): the phase was lost before saving, so the image will "
+            "be wrong unless the data really are real; store complex samples.", name, d.dtype)
     if raw.dcf is not None:
         w = np.asarray(raw.dcf)
         if w.shape != samples:

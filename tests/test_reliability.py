@@ -282,6 +282,8 @@ CASES = [
          args=("reconstruct", "--raw", "{raw.h5}", "--subject", "01"), setup=_out_is_file),
     Case("pre-grid-spacing-0", "pre", "grid spacing must be 3 positive numbers",
          args=("reconstruct", "--raw", "{raw_spacing0.h5}", "--subject", "01")),
+    Case("pre-all-zero-kspace", "pre", "every k-space sample is 0",
+         args=("reconstruct", "--raw", "{raw_zero.h5}", "--subject", "01")),
     Case("pre-run-nan-t2w", "pre", "1 NaN or Inf voxels",
          args=("run", "--raw", "{raw.h5}", "--t2w", "{nan.nii.gz}", "--subject", "01")),
     Case("pre-run-2d-t2w", "pre", "expected a 3D image but got 2D",
@@ -306,6 +308,10 @@ def raw_data(inputs) -> Inputs:
         meta = json.loads(f.attrs["meta"])
         meta["grid"]["spacing_mm"] = [0.0, 9.0, 9.0]
         f.attrs["meta"] = json.dumps(meta)
+    silent = inputs.root / "raw_zero.h5"
+    silent.write_bytes(raw.read_bytes())
+    with h5py.File(silent, "r+") as f:
+        f["kspace"][...] = 0
     return inputs
 
 
@@ -455,6 +461,15 @@ def test_temporaries_left_by_killed_writers_are_removed_by_the_next_run(inputs, 
     assert (derivatives / "x.txt").is_file()
 
 
+def test_a_file_name_with_a_comma_is_one_input(inputs, tmp_path):
+    """Review section 14: a comma in an --input_image file name split the path ("img/scan: file not found")."""
+    src = tmp_path / "in" / "scan,1.nii.gz"
+    src.parent.mkdir()
+    src.write_bytes((inputs.root / "good.nii.gz").read_bytes())
+    _infer_arssr(inputs, str(src), tmp_path / "out")
+    assert (tmp_path / "out" / "scan,1_sr.nii.gz").is_file()
+
+
 def test_swapped_contrasts_are_refused_by_the_fitted_multi_contrast_inr(trained_bundle, tmp_path):
     """Review defect 7: swapped --contrast1/--contrast2 wrote each head under the other contrast's name."""
     t = trained_bundle("multi_contrast_inr")
@@ -506,7 +521,8 @@ def test_sigkill_inside_a_checkpoint_write_loses_nothing_and_the_rerun_resumes(i
 
     def run(kill_at: int) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", _KILL_SCRIPT, json.dumps(ARSSR_TRAIN), json.dumps(overrides),
-                               str(kill_at)], capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+                               str(kill_at)], capture_output=True, text=True, encoding="utf-8", errors="replace", env=env,
+                              timeout=900, cwd=tmp_path)
 
     first = run(kill_at=3)
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]

@@ -76,7 +76,9 @@ _TRUSTED_TARGET_PREFIX = "monai_inr.networks.nets."
 def as_file_list(files: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
     """One path, a comma-separated string or a list of paths -> a list of strings."""
     if isinstance(files, (str, os.PathLike)):
-        files = [f for f in str(files).split(",") if f.strip()]
+        # one existing path is one file, also when its name holds a comma; otherwise "a.nii.gz,b.nii.gz" is a list
+        text = str(files).strip()
+        files = [text] if text and Path(text).exists() else [f for f in text.split(",") if f.strip()]
     files = [str(f).strip() for f in files]
     if not files:
         raise InputError("no input image given; pass --input_image <file.nii.gz> (or a list of files).")
