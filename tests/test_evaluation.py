@@ -159,10 +159,16 @@ def test_an_empty_table_is_written_as_its_header(tmp_path):
     assert write_table([], tmp_path, spec).read_text(encoding="utf-8") == "method,n,psnr_t1w,seconds\n"
 
 
-def test_montage_with_error_maps_is_a_png(tmp_path):
+def test_montage_with_error_maps_and_intensity_profiles_is_a_png(tmp_path):
+    """Slices, error maps and (a third row) each method's profile along the middle row against the reference."""
+    import matplotlib.image
+
     ref = np.linspace(0, 1, 64).reshape(8, 8)
     path = write_montage({"a": ref, "b": ref[::-1]}, tmp_path / "m.png", reference=ref, title="t")
     assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    flat = write_montage({"a": ref, "b": ref[::-1]}, tmp_path / "flat.png", reference=ref, profile=False)
+    tall, short = matplotlib.image.imread(path), matplotlib.image.imread(flat)
+    assert tall.shape[0] > 1.4 * short.shape[0] and tall.shape[1] == short.shape[1]  # 3 rows instead of 2
 
 
 # ------------------------------------------------------------------------------------------------------ bundle fits

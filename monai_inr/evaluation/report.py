@@ -188,9 +188,12 @@ def write_montage(
     reference: np.ndarray | None = None,
     title: str = "",
     error_range: float = 0.2,
+    profile: bool = True,
 ) -> str:
     """One slice per method side by side (``panels``, intensities in [0, 1]); with a ``reference``, a second row of
-    absolute error maps ``|panel - reference|`` (shared colour scale up to ``error_range``) and the reference first.
+    absolute error maps ``|panel - reference|`` (shared colour scale up to ``error_range``) and the reference first,
+    and (``profile``) a third row with every method's intensity profile along the slice's middle row against the
+    reference's (edges blurred or overshot show there first).
     """
     import matplotlib
 
@@ -198,7 +201,8 @@ def write_montage(
     import matplotlib.pyplot as plt
 
     images = dict(panels) if reference is None else {"reference": reference, **panels}
-    rows = 1 if reference is None else 2
+    with_profile = reference is not None and profile
+    rows = 1 if reference is None else (3 if with_profile else 2)
     fig, axes = plt.subplots(rows, len(images), figsize=(2.6 * len(images), 2.8 * rows), squeeze=False)
     for j, (name, img) in enumerate(images.items()):
         axes[0, j].imshow(np.clip(img, 0, 1), cmap="gray", vmin=0, vmax=1)
@@ -207,10 +211,25 @@ def write_montage(
             err = np.abs(np.asarray(img, np.float64) - reference)
             im = axes[1, j].imshow(err, cmap="magma", vmin=0, vmax=error_range)
             axes[1, j].set_title(f"|error| mean {err.mean():.3f}", fontsize=7)
-    for a in axes.ravel():
+    for a in axes[:2].ravel():
         a.axis("off")
     if reference is not None:
         fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8)
+        row = int(np.asarray(reference).shape[0]) // 2
+        for j in range(len(images)):
+            axes[0, j].axhline(row, color="yellow", lw=0.5, alpha=0.6)
+    if with_profile:
+        for a in axes[2, 1:]:
+            a.remove()
+        ax = fig.add_subplot(rows, 1, rows)
+        for name, img in images.items():
+            ax.plot(np.asarray(img, np.float64)[row], lw=1.6 if name == "reference" else 0.9,
+                    color="black" if name == "reference" else None, label=name)
+        ax.set_xlabel(f"voxel along row {row}", fontsize=7)
+        ax.set_ylabel("intensity", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6, ncol=min(len(images), 6), loc="upper right")
+        axes[2, 0].remove()
     if title:
         fig.suptitle(title, fontsize=9)
     try:
