@@ -10,6 +10,7 @@ The bundles differ only in the data of :data:`CASES`; each uses the tiny bundle 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -174,6 +175,63 @@ def test_training_saves_atomic_finite_checkpoints(name):
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
 def test_metadata_validates_offline(case):
     verify_metadata(meta_file=case.files.meta, filepath=str(SCHEMA))
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
+def test_metadata_holds_measured_metrics_and_pins_the_package(case):
+    """No placeholder zeros: every metric is a measured number whose key names the data and profile it was measured
+    on; the metadata pins the monai_inr version its configs were written for."""
+    import json
+    import math
+
+    import monai_inr
+
+    meta = json.loads(Path(case.files.meta).read_text(encoding="utf-8"))
+    metrics = meta["eval_metrics"]
+    assert metrics and all(isinstance(v, (int, float)) and math.isfinite(v) and v != 0 for v in metrics.values())
+    assert all(("realistic" in k or "colin27" in k) and len(k.split("_")) >= 4 for k in metrics), metrics
+    assert meta["required_packages_version"]["monai_inr"] == monai_inr.__version__
+
+
+ZOO_SECTIONS = ("Overview", "Data", "Training configuration", "Input", "Output", "Performance", "Commands",
+                "Limitations", "References", "License")
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
+def test_docs_follow_the_model_zoo_readme_sections(case):
+    text = (case.files.root / "docs" / "README.md").read_text(encoding="utf-8")
+    headings = [line[3:].strip() for line in text.splitlines() if line.startswith("## ")]
+    assert tuple(headings) == ZOO_SECTIONS, headings
+
+
+@pytest.mark.parametrize("name", [c.name for c in CASES])
+def test_runs_write_under_the_bundle_folder_one_folder_per_profile(name, tmp_path, monkeypatch):
+    """The mission command (``python -m monai.bundle run training --config_file bundles/<name>/configs/train.json``
+    from the repository root) reads and writes under ``bundles/<name>/runs/<profile>``, never in the current folder
+    and never over shipped weights; inside a bundle folder (the model-zoo way) the bundle folder is the root."""
+    import shutil
+
+    from monai.bundle import ConfigParser
+
+    files = BundleFiles(name)
+
+    def root(*configs: str, cwd: Path) -> Path:
+        monkeypatch.chdir(cwd)
+        parser = ConfigParser()
+        parser.read_config([str(files.configs / f"{c}.json") for c in configs])
+        return Path(parser.get_parsed_content("bundle_root"))
+
+    quick = "quick"
+    assert root("train", cwd=REPO) == files.root / "runs" / "paper"
+    assert root("train", quick, cwd=tmp_path) == files.root / "runs" / "quick"
+    if name == "arssr":  # inference finds the shipped weights; the CPU profile trains into its own folder
+        assert root("inference", cwd=tmp_path) == files.root
+        assert root("train", "cpu", cwd=REPO) == files.root / "runs" / "cpu"
+    else:  # inference finds what the same profile's training wrote
+        assert root("inference", quick, cwd=tmp_path) == files.root / "runs" / "quick"
+    copy = tmp_path / "downloaded" / name
+    shutil.copytree(files.configs, copy / "configs")
+    assert root("train", cwd=copy) == copy / "runs" / "paper"
 
 
 @pytest.mark.parametrize("case", PARAMS)

@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import logging
 import math
 import os
 import time
@@ -73,6 +74,8 @@ from monai_inr.coords import fov_affine, sample_features, spacing_from_affine
 from monai_inr.data.datalist import current_datalist
 from monai_inr.errors import InputError
 from monai_inr.io import save_nifti, write_json_atomic
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "PHANTOM_VERSION",
@@ -998,6 +1001,10 @@ def build_dataset(
     datalist: dict[str, Any] = {s: [] for s in _SPLITS}
     subjects: dict[str, Any] = {}
     number = 0
+    total = sum(counts.values())
+    logger.info("building the synthetic dataset in %s: %d subjects at %g mm (%s), built once and reused", out, total,
+                spacing, ", ".join(keys))
+    started = time.perf_counter()
     for split in _SPLITS:
         flags = lesion_flags(seed, split, counts[split], frac, params["lesion_splits"])
         for i in range(counts[split]):
@@ -1007,6 +1014,8 @@ def build_dataset(
             subject = make_subject(s_seed, spacing=spacing, lesion=flags[i], contrasts=keys)
             datalist[split].append(write_subject(subject, out, sid))
             subjects[sid] = {"split": split, "seed": s_seed, "lesion": flags[i]}
+            logger.info("synthetic dataset: subject %d/%d (%s) written, %.0f s", number, total, split,
+                        time.perf_counter() - started)
     datalist["metadata"] = {
         "name": "monai-inr synthetic brain",
         "description": "MNI152 2009a-based multi-contrast and sodium phantom (monai_inr.data.phantom)",

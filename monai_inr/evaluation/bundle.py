@@ -40,6 +40,27 @@ def bundle_config_dir(name: str) -> Path:
     return path
 
 
+def default_bundle_root(name: str, profile: str | None = None) -> str:
+    """Where a bundle run reads and writes when no ``--bundle_root`` is given: the bundle's own folder, never the
+    current directory of someone who runs ``python -m monai.bundle run ... --config_file bundles/<name>/...`` from the
+    repository root.
+
+    The folder is the current directory when it is a bundle folder (``configs/metadata.json`` there: the model-zoo
+    convention of running from inside a downloaded bundle), else ``bundles/<name>`` of the source tree this package
+    runs from when it is writable, else the current directory. With a ``profile`` (the training profile: ``paper``,
+    ``quick``, ``cpu``, ...) the runs of each profile keep their own folder ``<bundle>/runs/<profile>`` (data, models,
+    eval), so profiles never share or overwrite each other's datasets and models, and the weights a bundle ships in
+    ``<bundle>/models`` are never replaced by a training run.
+    """
+    cwd = Path.cwd()
+    if (cwd / "configs" / "metadata.json").is_file():
+        base = cwd
+    else:
+        source = Path(__file__).resolve().parents[2] / "bundles" / name
+        base = source if source.is_dir() and os.access(source, os.W_OK) else cwd
+    return str(base if profile is None else base / "runs" / str(profile))
+
+
 def config_file_list(files: ConfigFiles) -> list[str]:
     """``files`` as a list of existing config file paths.
 
