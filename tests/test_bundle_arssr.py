@@ -156,3 +156,21 @@ def test_bad_input_fails_with_one_sentence_and_writes_nothing(trained, tmp_path,
         _infer(root, overrides, **kw)
     assert_one_sentence_error(err.value, message)
     assert_empty_or_absent(tmp_path / "out")
+
+
+def test_training_is_tracked_in_mlflow(trained, tmp_path):
+    """``--tracking mlflow`` (MONAI's bundle tracking, the ``mlflow`` extra): the run's parameters and per-epoch loss
+    and validation metrics land in the SQLite tracking store under ``<output_dir>/mlruns.db``."""
+    mlflow = pytest.importorskip("mlflow")
+    _, data_dir, overrides = trained
+    out = tmp_path / "eval"
+    wf = ConfigWorkflow(config_file=[TRAIN, QUICK], meta_file=META, logging_file=LOGGING, workflow_type="train",
+                        tracking="mlflow", **{**overrides, "bundle_root": str(tmp_path), "output_dir": str(out),
+                                              "epochs": 1})
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    (run,) = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    assert {"train_loss", "val_psnr"} <= set(run.data.metrics) and "max_epochs" in run.data.params
+    assert np.isfinite(run.data.metrics["val_psnr"])
