@@ -20,9 +20,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
+
+# OpenMP reads its wait policy once, when torch loads it: wait passively on a shared CPU unless the user chose
+# otherwise (see monai_inr.engines.threads); this module imports torch only inside the commands
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from monai_inr.errors import InputError, find_input_error
 

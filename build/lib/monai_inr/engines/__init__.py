@@ -23,3 +23,4 @@ from .prepare_batch import (
 )
 from .curriculum import CurriculumState, CurRandomCurriculum
 from .early_stopping import MIEarlyStopping
+from .threads import AdaptiveThreads, fair_threads, use_fair_threads
