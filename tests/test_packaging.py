@@ -23,8 +23,15 @@ BUNDLES = ("arssr", "dual_arbnet", "multi_contrast_inr", "nexus_inr", "arrfr")
 
 
 def test_the_wheel_carries_both_packages_the_schema_the_commands_and_the_pinned_version(tmp_path):
+    # setuptools builds inside the source folder (build/, *.egg-info): build from a copy, never in the checkout
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, source / name)
+    for package in ("monai_inr", "preprocessing"):
+        shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                           str(tmp_path), str(REPO)], capture_output=True, text=True, encoding="utf-8",
+                           str(tmp_path), str(source)], capture_output=True, text=True, encoding="utf-8",
                           errors="replace", timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = tmp_path.glob("monai_inr-*.whl")
