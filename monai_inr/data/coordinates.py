@@ -98,19 +98,41 @@ class ContrastPair:
         shape, a = self.images[c].shape, self.affines[c]
         return coords.frame_points(self.frame, shape, a, 0, int(np.prod(shape)))
 
-    def dataset(self, contrasts: Sequence[int] | None = None) -> CoordinateDataset:
+    def slice_profile_vectors(self, min_anisotropy: float = 1.25) -> list[np.ndarray]:
+        """Per contrast, its thick (slice) axis as a vector of the shared frame's normalised coordinates, one voxel
+        (slice thickness = slice spacing) long; zero when the contrast has no axis at least ``min_anisotropy`` times
+        coarser than its finest (no slice profile to integrate over)."""
+        vectors = []
+        for shape, a, sp in zip(self.shapes, self.affines, self.spacings):
+            axis = int(np.argmax(sp))
+            if sp[axis] < min_anisotropy * float(sp.min()):
+                vectors.append(np.zeros(3))
+                continue
+            centre = a[:3, :3] @ ((np.asarray(shape, np.float64) - 1) / 2) + a[:3, 3]
+            ends = np.stack([centre - a[:3, axis] / 2, centre + a[:3, axis] / 2])
+            n = self.frame.world_to_normalized(ends)
+            vectors.append(n[1] - n[0])
+        return vectors
+
+    def dataset(self, contrasts: Sequence[int] | None = None, slice_profile: bool = False) -> CoordinateDataset:
         """Every voxel of the selected contrasts as a training sample: ``coord`` (3) and ``target`` (one column per
         selected contrast; NaN where the sample belongs to another contrast, so each voxel supervises only its own
-        contrast)."""
+        contrast); with ``slice_profile`` also ``profile`` (3), the sample's contrast's
+        :meth:`slice_profile_vectors` entry, for the thick-slice forward model
+        (:class:`~monai_inr.inferers.SliceProfileInferer`)."""
         sel = list(range(2)) if contrasts is None else [int(c) for c in contrasts]
-        xs, ts = [], []
+        vectors = self.slice_profile_vectors() if slice_profile else None
+        xs, ts, ps = [], [], []
         for j, c in enumerate(sel):
             x = self.coordinates(c)
             t = torch.full((x.shape[0], len(sel)), float("nan"))
             t[:, j] = torch.from_numpy(self.images[c].reshape(-1))
             xs.append(x)
             ts.append(t)
-        return CoordinateDataset(torch.cat(xs), torch.cat(ts))
+            if vectors is not None:
+                ps.append(torch.as_tensor(vectors[c], dtype=torch.float32).expand(x.shape[0], 3))
+        extra = {"profile": torch.cat(ps)} if vectors is not None else None
+        return CoordinateDataset(torch.cat(xs), torch.cat(ts), extra)
 
     def geometry(self, contrasts: Sequence[int] | None = None) -> dict[str, np.ndarray]:
         """The buffers of :meth:`monai_inr.networks.nets.MultiContrastINR.set_geometry`."""
@@ -180,14 +202,19 @@ class CoordinateDataset(torch.utils.data.Dataset):
     Use with ``DataLoader(dataset, batch_size=None, sampler=ShuffledBatchSampler(...))``: each sampled element is a
     tensor of indices, so a batch is two tensor gathers instead of collating thousands of dictionaries.
 
-    Items: ``{"coord": (..., 3), "target": (..., C)}`` with NaN targets marking unobserved contrasts.
+    Items: ``{"coord": (..., 3), "target": (..., C)}`` with NaN targets marking unobserved contrasts, plus one entry
+    per ``extra`` tensor (e.g. ``"profile"``: each sample's slice-profile vector).
     """
 
-    def __init__(self, coord: torch.Tensor, target: torch.Tensor) -> None:
+    def __init__(self, coord: torch.Tensor, target: torch.Tensor, extra: dict[str, torch.Tensor] | None = None) -> None:
         if coord.shape[0] != target.shape[0]:
             raise ValueError(f"coord and target lengths differ: {coord.shape[0]} vs {target.shape[0]}.")
         self.coord = coord.float().contiguous()
         self.target = target.float().contiguous()
+        self.extra = {k: v.float().contiguous() for k, v in (extra or {}).items()}
+        for k, v in self.extra.items():
+            if v.shape[0] != coord.shape[0]:
+                raise ValueError(f"{k} has {v.shape[0]} rows but there are {coord.shape[0]} coordinates.")
 
     def __len__(self) -> int:
         return int(self.coord.shape[0])
@@ -195,7 +222,7 @@ class CoordinateDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: Any) -> dict[str, torch.Tensor]:
         if isinstance(index, (list, tuple, np.ndarray)):
             index = torch.as_tensor(index, dtype=torch.int64)
-        return {"coord": self.coord[index], "target": self.target[index]}
+        return {"coord": self.coord[index], "target": self.target[index], **{k: v[index] for k, v in self.extra.items()}}
 
 
 class ShuffledBatchSampler(torch.utils.data.Sampler):

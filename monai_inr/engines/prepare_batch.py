@@ -55,15 +55,21 @@ class PrepareBatchOutputGrid(PrepareBatch):
 
 
 class PrepareBatchCoordinates(PrepareBatch):
-    """``(batch[coord_key], batch[target_key])`` on the device: network input and loss target."""
+    """``(batch[coord_key], batch[target_key])`` on the device: network input and loss target; when the batch holds
+    ``profile_key`` (the samples' slice-profile vectors) it goes to the inferer as ``profile=``
+    (:class:`~monai_inr.inferers.SliceProfileInferer`)."""
 
-    def __init__(self, coord_key: str = "coord", target_key: str = "target") -> None:
+    def __init__(self, coord_key: str = "coord", target_key: str = "target", profile_key: str = "profile") -> None:
         self.coord_key = coord_key
         self.target_key = target_key
+        self.profile_key = profile_key
 
     def __call__(self, batchdata: dict[str, torch.Tensor], device=None, non_blocking: bool = False, **kwargs):
         x = batchdata[self.coord_key].to(device=device, non_blocking=non_blocking)
         y = batchdata[self.target_key].to(device=device, non_blocking=non_blocking)
+        if self.profile_key in batchdata:
+            p = batchdata[self.profile_key].to(device=device, non_blocking=non_blocking)
+            return x, y, (), {"profile": p}
         return x, y
 
 

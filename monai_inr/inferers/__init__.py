@@ -3,7 +3,8 @@
 * :class:`ImplicitInferer`: encode once, query an arbitrary output grid in chunks, tiled encoder (ArSSR);
 * :class:`SliceWiseInferer`: 2D target + reference networks slice by slice (Dual-ArbNet, ArRFR);
 * :class:`MultiContrastGridInferer`: a fitted multi-contrast INR on the union-FOV grid;
-* :class:`NexusVolumeInferer`: Nexus-INR on any world grid.
+* :class:`NexusVolumeInferer`: Nexus-INR on any world grid;
+* :class:`SliceProfileInferer`: a subject-specific fit's thick-slice forward model (the INR over each slice profile).
 """
 
 from monai_inr.inferers.implicit import ImplicitInferer, ImplicitNetwork, TilePlan, plan_tiles
@@ -21,3 +22,7 @@ __all__ += ["MultiContrastGridInferer", "predict_on_grid", "predict_points"]
 from monai_inr.inferers.nexus import NexusVolumeInferer, predict_subject, predict_volume
 
 __all__ += ["NexusVolumeInferer", "predict_subject", "predict_volume"]
+
+from monai_inr.inferers.profile import SLICE_PROFILES, SliceProfileInferer, profile_offsets
+
+__all__ += ["SLICE_PROFILES", "SliceProfileInferer", "profile_offsets"]
