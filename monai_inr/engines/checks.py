@@ -462,8 +462,7 @@ def validate_target_reference(
     Returns the target and reference file lists. Raises :class:`~monai_inr.errors.InputError` (one sentence).
     """
     scales = validate_scale_range(scale, min_scale, max_scale)
-    if str(slice_axis).strip() not in ("0", "1", "2"):
-        raise InputError(f"slice_axis must be 0, 1 or 2 (the axis normal to the processed slices), got {slice_axis}.")
+    slice_axis = check_slice_axis(slice_axis)
     t_files, r_files = paired_file_lists(targets, references, "target", "reference")
     for t, r in zip(t_files, r_files):
         t_shape, t_ch, t_aff = read_image_geometry(t, header_only=not check_content)
@@ -570,10 +569,14 @@ def resolve_slice_axis(path: str | os.PathLike, slice_axis: int | None = None, p
         for axis, c in enumerate(codes):
             if names[c] == plane:
                 return axis
-    axis = 2 if slice_axis is None else int(slice_axis)
-    if axis not in (0, 1, 2):
-        raise InputError(f"slice_axis must be 0, 1 or 2, got {slice_axis}.")
-    return axis
+    return 2 if slice_axis is None else check_slice_axis(slice_axis)
+
+
+def check_slice_axis(slice_axis: Any) -> int:
+    """``slice_axis`` as 0, 1 or 2 (the axis normal to the processed slices), else one sentence."""
+    if str(slice_axis).strip() not in ("0", "1", "2"):
+        raise InputError(f"slice_axis must be 0, 1 or 2 (the axis normal to the processed slices), got {slice_axis}.")
+    return int(str(slice_axis).strip())
 
 
 def validate_sodium_t2w(
