@@ -226,3 +226,23 @@ def test_slicewise_ssim_2d_matches_monai():
         ours = slicewise(ssim, p, t, axes=(2,), data_range=1.0)
     mo = np.mean([monai_ssim(p[..., k], t[..., k], 2) for k in range(p.shape[2])])
     assert ours == pytest.approx(mo, abs=1e-4)
+
+
+def test_high_frequency_ratio_is_one_for_the_truth_low_for_blur_high_for_grain():
+    """Along the thick axis: the truth scores 1, a blurred copy < 1, a copy with slice-to-slice grain > 1; the other
+    axes do not enter."""
+    from scipy import ndimage
+
+    from monai_inr.metrics import high_frequency_ratio
+
+    rng = np.random.default_rng(0)
+    truth = ndimage.gaussian_filter(rng.random((24, 24, 32)), 1.0)
+    mask = np.zeros(truth.shape, bool)
+    mask[4:20, 4:20, 4:28] = True
+    blurred = ndimage.gaussian_filter1d(truth, 2.0, axis=2)
+    grain = truth + 0.05 * np.where(np.arange(32) % 2 == 0, 1.0, -1.0)[None, None, :] * rng.random((24, 24, 1))
+    assert high_frequency_ratio(truth, truth, axis=2, mask=mask) == pytest.approx(1.0)
+    assert high_frequency_ratio(blurred, truth, axis=2, mask=mask) < 0.3
+    assert high_frequency_ratio(grain, truth, axis=2, mask=mask) > 2.0
+    in_plane = ndimage.gaussian_filter1d(truth, 2.0, axis=0)  # blur across another axis changes little along axis 2
+    assert 0.3 < high_frequency_ratio(in_plane, truth, axis=2, mask=mask) < 1.0

@@ -6,7 +6,7 @@
 * :mod:`.protocol`: :func:`normalize_to_reference`, :func:`evaluate_pair`, :func:`summarize`, :func:`write_metrics`.
 """
 
-from .image_quality import gaussian_window_1d, psnr, slicewise, ssim
+from .image_quality import gaussian_window_1d, high_frequency_ratio, psnr, slicewise, ssim
 from .mutual_information import entropy, joint_histogram, mutual_information, normalized_mutual_information
 from .protocol import (
     PROTOCOL,
@@ -23,6 +23,7 @@ __all__ = [
     "ssim",
     "slicewise",
     "gaussian_window_1d",
+    "high_frequency_ratio",
     "mutual_information",
     "normalized_mutual_information",
     "joint_histogram",
