@@ -35,6 +35,7 @@ def test_the_inferer_averages_the_network_over_each_samples_profile():
     np.testing.assert_allclose(out[:, 1].numpy(), [0.3, 0.1], atol=1e-6)  # in-plane coordinates untouched
     assert torch.equal(SliceProfileInferer("box", samples=0)(x, net, profile=profile), net(x))  # slice-centre model
     assert torch.equal(SliceProfileInferer("box", samples=4)(x, net), net(x))
+    assert torch.equal(SliceProfileInferer("none", samples=4)(x, net, profile=profile), net(x))  # point-sampled data
 
 
 def test_profile_vectors_span_one_slice_along_each_contrasts_thick_axis(tmp_path):

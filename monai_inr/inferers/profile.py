@@ -53,18 +53,19 @@ class SliceProfileInferer(Inferer):
     ``samples=0``) it is the network at the coordinates, the slice-centre model.
 
     Args:
-        profile: ``"box"`` or ``"gaussian"`` (FWHM = slice thickness).
+        profile: ``"box"`` or ``"gaussian"`` (FWHM = slice thickness); ``"none"`` (point-sampled slices) is the
+            slice-centre model whatever ``samples`` says.
         samples: points of the profile per sample and iteration (the cost of a step grows with it).
         seed: seed of the offsets' generator (a fit stays reproducible).
     """
 
     def __init__(self, profile: str = "box", samples: int = 4, seed: int = 0) -> None:
         super().__init__()
-        if profile not in SLICE_PROFILES:
-            raise ValueError(f"slice profile must be one of {', '.join(SLICE_PROFILES)}, got {profile!r}.")
+        if profile not in (*SLICE_PROFILES, "none"):
+            raise ValueError(f"slice profile must be one of {', '.join(SLICE_PROFILES)} or none, got {profile!r}.")
         if int(samples) < 0:
             raise ValueError(f"samples must be >= 0, got {samples}.")
-        self.profile, self.samples = profile, int(samples)
+        self.profile, self.samples = profile, (0 if profile == "none" else int(samples))
         self.generator = torch.Generator().manual_seed(int(seed))
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, profile: torch.Tensor | None = None,
