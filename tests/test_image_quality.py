@@ -246,3 +246,9 @@ def test_high_frequency_ratio_is_one_for_the_truth_low_for_blur_high_for_grain()
     assert high_frequency_ratio(grain, truth, axis=2, mask=mask) > 2.0
     in_plane = ndimage.gaussian_filter1d(truth, 2.0, axis=0)  # blur across another axis changes little along axis 2
     assert 0.3 < high_frequency_ratio(in_plane, truth, axis=2, mask=mask) < 1.0
+    # the error's fine detail: none for the truth, about all of it for a blurred answer, more for grain
+    from monai_inr.metrics import high_frequency_error
+
+    assert high_frequency_error(truth, truth, axis=2, mask=mask) == 0.0
+    assert 0.7 < high_frequency_error(blurred, truth, axis=2, mask=mask) < 1.1
+    assert high_frequency_error(grain, truth, axis=2, mask=mask) > 1.5

@@ -366,8 +366,11 @@ def _markdown(records: Sequence[Mapping[str, Any]], names: Sequence[str], method
     lines = [f"# {title}", ""]
     if note:
         lines += [note, ""]
-    hf = [(f"hf_ratio_{n}", f"High-frequency power along the thick axis / ground truth's (1 = right, > 1 grain), {n}")
-          for n in names if any(f"hf_ratio_{n}" in r for r in records)]
+    hf = [(f"hf_error_{n}", f"Error in the fine detail along the thick axis / the ground truth's fine detail "
+                            f"(0 = recovered, 1 = left out as interpolation does, > 1 = wrong detail added: grain), {n}")
+          for n in names if any(f"hf_error_{n}" in r for r in records)]
+    hf += [(f"hf_ratio_{n}", f"Fine detail along the thick axis / the ground truth's (1 = as much, < 1 = blurred), {n}")
+           for n in names if any(f"hf_ratio_{n}" in r for r in records)]
     for key, heading in realistic_tables(names) + hf:
         decimals = 2 if key.startswith("psnr") else 4
         spec = TableSpec(key, heading, (Column(heading, key, decimals),), group, pivot="scale")
@@ -409,13 +412,14 @@ def run_realistic_evaluation(
     axes = {n: int(a) for n, a in (slice_axes or {}).items() if n in names}
 
     def after_method(rec: dict, preds: Sequence[np.ndarray], ref: Reference) -> None:
-        from monai_inr.metrics import high_frequency_ratio
+        from monai_inr.metrics import high_frequency_error, high_frequency_ratio
 
         rec["case"] = rec["subject"]
         rec.update(ref.extra.get("group", {}))
         for c, name in enumerate(names):
             if name in axes:
                 rec[f"hf_ratio_{name}"] = high_frequency_ratio(preds[c], ref.images[c], axes[name], mask=ref.mask)
+                rec[f"hf_error_{name}"] = high_frequency_error(preds[c], ref.images[c], axes[name], mask=ref.mask)
 
     runner = EvaluationRunner(items, methods, realistic_reference(names, mask_key), names, after_method=after_method,
                               log_keys=[f"psnr_mask_{names[0]}", f"ssim_mask_{names[0]}"],
@@ -423,7 +427,8 @@ def run_realistic_evaluation(
     records = runner.run()
     for r in records:
         r["snr"] = "none" if r.get("snr") is None else float(r["snr"])
-    keys = image_metric_keys(names) + [f"hf_ratio_{n}" for n in names if n in axes] + ["seconds"]
+    keys = image_metric_keys(names) + [f"hf_{k}_{n}" for n in names if n in axes for k in ("ratio", "error")]
+    keys += ["seconds"]
     meta = {"title": title, "names": list(names), "methods": list(methods), **dict(metadata or {})}
     write_metrics(records, out, prefix="metrics", group_by=GROUP_KEYS, metric_keys=keys, metadata=json_safe(meta))
     note = ("Protocol: intensities mapped to [0, 1] with the clean ground truth's min-max, PSNR/SSIM in 3D with data "

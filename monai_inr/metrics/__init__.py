@@ -6,7 +6,7 @@
 * :mod:`.protocol`: :func:`normalize_to_reference`, :func:`evaluate_pair`, :func:`summarize`, :func:`write_metrics`.
 """
 
-from .image_quality import gaussian_window_1d, high_frequency_ratio, psnr, slicewise, ssim
+from .image_quality import gaussian_window_1d, high_frequency_error, high_frequency_ratio, psnr, slicewise, ssim
 from .mutual_information import entropy, joint_histogram, mutual_information, normalized_mutual_information
 from .protocol import (
     PROTOCOL,
@@ -24,6 +24,7 @@ __all__ = [
     "slicewise",
     "gaussian_window_1d",
     "high_frequency_ratio",
+    "high_frequency_error",
     "mutual_information",
     "normalized_mutual_information",
     "joint_histogram",

@@ -34,7 +34,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["psnr", "ssim", "gaussian_window_1d", "slicewise", "as_numpy", "high_frequency_ratio"]
+__all__ = ["psnr", "ssim", "gaussian_window_1d", "slicewise", "as_numpy", "high_frequency_ratio",
+           "high_frequency_error"]
 
 
 def as_numpy(x: Any, name: str = "input") -> np.ndarray:
@@ -393,3 +394,11 @@ def high_frequency_ratio(pred: Any, target: Any, axis: int, mask: Any = None, si
 
     ref = energy(t)
     return float(energy(p) / ref) if ref > 0 else float("nan")
+
+
+def high_frequency_error(pred: Any, target: Any, axis: int, mask: Any = None, sigma: float = 1.0) -> float:
+    """Energy of the fine detail of the error ``pred - target`` along ``axis`` over the ground truth's fine detail
+    (:func:`high_frequency_ratio` of the error): 0 when the fine detail is recovered exactly, about 1 when it is left
+    out (an interpolation), above 1 when wrong detail is added (grain or streaks between the acquired slices)."""
+    p, t = _pair(pred, target)
+    return high_frequency_ratio(p - t, t, axis, mask=mask, sigma=sigma)
