@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--profile", choices=sorted(FIT_PROFILES), default="hashgrid",
                      help="paper (the paper's Fourier-feature network; a GPU), hashgrid (CPU path, default), quick")
     fit.add_argument("--epochs", type=int, help="override the profile's epochs")
+    fit.add_argument("--slice-profile", choices=("box", "gaussian", "none"),
+                     help="the thick-slice profile of your sequences for the fit's forward model: box (default), "
+                          "gaussian (FWHM = slice thickness), none (point samples: fit the slice centres)")
     fit.add_argument("--mask1", help="brain mask of SCAN1 (default: computed)")
     fit.add_argument("--mask2", help="brain mask of SCAN2 (default: computed)")
     fit.add_argument("--overwrite", action="store_true", help="replace an existing model and outputs in DIR")
@@ -171,6 +174,8 @@ def run_fit(args: argparse.Namespace) -> list[Path]:
     fit = dict(common)
     if args.epochs is not None:
         fit["epochs"] = int(args.epochs)
+    if args.slice_profile is not None:
+        fit["fit_slice_profile"] = args.slice_profile
     for key, mask in (("mask1", args.mask1), ("mask2", args.mask2)):
         if mask:
             fit[key] = str(mask)

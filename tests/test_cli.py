@@ -129,7 +129,7 @@ def test_fit_writes_both_contrasts_on_the_reference_grid(trained_bundle, tmp_pat
     # the model and images are never silently replaced; --overwrite refits and rewrites them (earlier model kept aside)
     assert main(argv) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(argv + ["--overwrite"]) == 0
+    assert main(argv + ["--overwrite", "--slice-profile", "gaussian"]) == 0  # the sequence's slice profile
     assert len(list((out / "models").glob("model.*.pt"))) == 1
 
 
