@@ -52,6 +52,7 @@ __all__ = [
     "check_volume",
     "check_values",
     "check_finite",
+    "check_min_shape",
     "check_geometry",
     "has_scanner_geometry",
     "load_volume",
@@ -63,6 +64,7 @@ __all__ = [
     "output_names",
     "save_nifti",
     "nifti_image",
+    "save_nifti_group",
     "write_atomic_group",
     "atomic_path",
     "pid_alive",
@@ -277,9 +279,7 @@ class ScannerNiftiReader(NibabelReader):
 
 def _check_values(arr: np.ndarray, name: str, purpose: str = "super-resolve") -> None:
     """Finite and not constant (the NaN/Inf and constant sentences, written once)."""
-    finite = np.isfinite(arr)
-    if not finite.all():
-        raise InputError(f"{name}: contains {int((~finite).sum())} NaN or Inf voxels.")
+    check_finite(arr, name)
     if float(arr.max()) == float(arr.min()):
         raise InputError(f"{name}: the image is constant (every voxel is {float(arr.min()):g}), nothing to {purpose}.")
 
@@ -478,6 +478,18 @@ def check_finite(array: Any, name: str) -> None:
         raise InputError(f"{name}: contains {int((~finite).sum())} NaN or Inf voxels.")
 
 
+def check_min_shape(shape: Sequence[int], min_shape: Sequence[int], name: str, need: str = "training needs") -> None:
+    """Raise the one-sentence :class:`InputError` when a spatial ``shape`` is smaller than ``min_shape`` on an axis
+    (``need`` says what the size is for: a training image smaller than the HR crop of the largest scale)."""
+    shape, min_shape = tuple(int(n) for n in shape), tuple(int(n) for n in min_shape)
+    if any(n < m for n, m in zip(shape, min_shape)):
+        raise InputError(
+            f"{name}: the image ({'x'.join(map(str, shape))}) is smaller than the {'x'.join(map(str, min_shape))} "
+            f"voxels {need} (the HR crop at the largest scale); use a smaller lr_patch_size or scale range, or "
+            f"larger images."
+        )
+
+
 def check_values(array: Any, name: str, purpose: str = "super-resolve") -> None:
     """Real, finite and not constant (the sentences of :func:`check_volume`), for data already in memory."""
     arr = np.asarray(array.detach().cpu() if hasattr(array, "detach") else array)
@@ -593,6 +605,19 @@ def nifti_image(
     return img
 
 
+def save_nifti_group(
+    volumes: Sequence[tuple[Any, str | os.PathLike]], affine: np.ndarray, description: str | None = None,
+    overwrite: bool = True,
+) -> list[Path]:
+    """Write ``(array, path)`` volumes on one grid as one result (:func:`write_atomic_group`: every file complete
+    before the first is published; ``overwrite=False`` never replaces a file), NIfTI as :func:`save_nifti` writes it."""
+    items = []
+    for array, path in volumes:
+        img = nifti_image(array, affine, description=description)
+        items.append((path, lambda tmp, img=img: nib.save(img, str(tmp))))
+    return write_atomic_group(items, overwrite)
+
+
 def save_nifti(
     array: Any,
     affine: np.ndarray,
@@ -694,6 +719,13 @@ def write_atomic_group(
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             _honour_umask(tmp)
+        if not overwrite:  # a group is published whole or not at all: refuse before the first name is taken
+            for _, final in staged:
+                if final.exists():
+                    raise InputError(
+                        f"{final}: was written by another run while this one computed; it is kept (pass --overwrite "
+                        f"to replace it, or choose another output folder)."
+                    )
         for tmp, final in staged:
             _publish(tmp, final, overwrite)
     finally:

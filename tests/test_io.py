@@ -72,3 +72,10 @@ def test_a_result_written_meanwhile_by_another_run_is_never_replaced(tmp_path):
     with pytest.raises(OSError):
         write_atomic_group([(tmp_path / "t1w_sr.nii.gz", lambda p: p.write_bytes(b"t1")), (tmp_path / "t2w_sr.nii.gz", fail)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scan_sr.nii.gz"]  # neither published, no temporaries
+    # a group whose second name another run took meanwhile publishes nothing (not the first file alone)
+    (tmp_path / "t2w_sr.nii.gz").write_bytes(b"the other run's")
+    with pytest.raises(InputError, match="t2w_sr.nii.gz: was written by another run"):
+        write_atomic_group([(tmp_path / "t1w_sr.nii.gz", lambda p: p.write_bytes(b"t1")),
+                            (tmp_path / "t2w_sr.nii.gz", lambda p: p.write_bytes(b"t2"))], overwrite=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scan_sr.nii.gz", "t2w_sr.nii.gz"]
+    assert (tmp_path / "t2w_sr.nii.gz").read_bytes() == b"the other run's"

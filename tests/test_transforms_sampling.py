@@ -167,7 +167,7 @@ def test_patch_pair_errors():
     with pytest.raises(ValueError, match="num_coords=8001 must be between 1 and the 8000 voxels"):
         RandScalePatchPairSampled(num_coords=8001)
     RandScalePatchPairSampled(num_coords=8001, replace=True)
-    with pytest.raises(InputError, match="smaller than the 40x40x40 HR crop"):
+    with pytest.raises(InputError, match="is smaller than the 40x40x40 voxels an LR patch of 10x10x10 needs"):
         RandScalePatchPairSampled(lr_patch_size=(10, 10, 10), num_coords=10)({"image": torch.rand(1, 30, 30, 19)})
     with pytest.raises(ValueError, match="spatial dims"):
         RandScalePatchPairSampled(lr_patch_size=(4, 4), num_coords=10)({"image": torch.rand(1, 30, 30, 30)})

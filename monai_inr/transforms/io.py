@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 from typing import Any, Hashable, Mapping, Sequence
 
-import nibabel as nib
 import numpy as np
 import torch
 from monai.config import KeysCollection
@@ -24,16 +23,15 @@ from monai.transforms import MapTransform
 
 from monai_inr import coords
 from monai_inr.coords import spacing_from_affine
-from monai_inr.errors import InputError
 from monai_inr.io import (
     check_finite,
+    check_min_shape,
     check_values,
     has_scanner_geometry,
     load_magnitude,
     load_volume,
-    nifti_image,
     save_nifti,
-    write_atomic_group,
+    save_nifti_group,
 )
 from monai_inr.transforms.nexus_sampling import MODALITIES
 
@@ -131,13 +129,8 @@ class CheckVolumed(MapTransform):
                 check_finite(img, name)
             else:
                 check_values(img, name)
-            spatial = tuple(int(n) for n in img.shape[1:])
-            if self.min_shape is not None and any(n < m for n, m in zip(spatial, self.min_shape)):
-                raise InputError(
-                    f"{name}: the image ({'x'.join(map(str, spatial))}) is smaller than the "
-                    f"{'x'.join(map(str, self.min_shape))} voxels training needs (the HR crop at the largest scale); "
-                    f"use a smaller lr_patch_size or scale range, or larger images."
-                )
+            if self.min_shape is not None:
+                check_min_shape(img.shape[1:], self.min_shape, name)
         return d
 
 
@@ -300,17 +293,17 @@ class SaveContrastsd(MapTransform):
                 raise ValueError(f"{key}: {img.shape[0]} channels but only {len(self.names)} output names.")
             affine = np.asarray(img.affine.detach().cpu() if isinstance(img.affine, torch.Tensor) else img.affine)
             rng = np.asarray(img.meta.get("intensity_range", [[0.0, 1.0]] * img.shape[0]), dtype=np.float64)
-            items = []
+            volumes = []
             for c in range(img.shape[0]):
                 v = img[c].detach().float().cpu().numpy()
                 if self.clip:
                     v = np.clip(v, 0.0, 1.0)
                 if self.restore_intensity:
                     v = v * (rng[c, 1] - rng[c, 0]) + rng[c, 0]
-                path = self.output_dir / f"{self.names[c]}_{self.output_postfix}{self.output_ext}"
-                nii = nifti_image(v, affine, description=grid_description(self.output_postfix, None, affine))
-                items.append((path, lambda tmp, nii=nii: nib.save(nii, str(tmp))))
-            img.meta["saved_to"] = [str(p) for p in write_atomic_group(items, self.overwrite)]
+                volumes.append((v, self.output_dir / f"{self.names[c]}_{self.output_postfix}{self.output_ext}"))
+            saved = save_nifti_group(volumes, affine, grid_description(self.output_postfix, None, affine),
+                                     self.overwrite)
+            img.meta["saved_to"] = [str(p) for p in saved]
         return d
 
 
@@ -333,10 +326,6 @@ class SaveNexusOutputsd(MapTransform):
             pred = d[key]
             affine = np.asarray(pred.affine, np.float64).reshape(-1, 4, 4)[-1]
             arr = pred.detach().cpu().numpy().reshape(-1, *pred.shape[-3:])
-            items = []
-            for c, name in enumerate(self.names):
-                nii = nifti_image(arr[c], affine, description=grid_description(self.postfix, None, affine))
-                items.append((self.output_dir / f"{name}_{self.postfix}{self.ext}",
-                              lambda tmp, nii=nii: nib.save(nii, str(tmp))))
-            write_atomic_group(items, self.overwrite)
+            volumes = [(arr[c], self.output_dir / f"{name}_{self.postfix}{self.ext}") for c, name in enumerate(self.names)]
+            save_nifti_group(volumes, affine, grid_description(self.postfix, None, affine), self.overwrite)
         return d

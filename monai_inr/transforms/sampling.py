@@ -24,7 +24,7 @@ from monai.transforms import MapTransform, Randomizable
 from monai.utils import ensure_tuple, ensure_tuple_rep
 
 from monai_inr import coords
-from monai_inr.errors import InputError
+from monai_inr.io import check_min_shape
 from monai_inr.transforms.degradation import validate_downsampling_scale
 from monai_inr.transforms.functional import resize_cell_centred
 from monai_inr.transforms.utils import (
@@ -317,13 +317,8 @@ class RandScalePatchPairSampled(Randomizable, MapTransform):
         the random draw (a training set is checked on its first pass, not when an unlucky scale comes up)."""
         top = float(self.scale_range[1]) if self.scales is None else float(np.max(self.scales))
         hr = coords.scaled_shape(self.lr_patch_size, (top,) * len(self.lr_patch_size))
-        if any(h > n for h, n in zip(hr, spatial)):
-            name = str(getattr(image, "meta", {}).get("filename_or_obj", "a training image"))
-            raise InputError(
-                f"{name}: the image ({'x'.join(map(str, spatial))}) is smaller than the {'x'.join(map(str, hr))} HR "
-                f"crop that an LR patch of {'x'.join(map(str, self.lr_patch_size))} needs at scale {top:g}; use a "
-                f"smaller lr_patch_size or scale range, or larger images."
-            )
+        name = str(getattr(image, "meta", {}).get("filename_or_obj", "a training image"))
+        check_min_shape(spatial, hr, name, need=f"an LR patch of {'x'.join(map(str, self.lr_patch_size))} needs")
 
     def _one_sample(self, d: dict, images: list, affines: list, fg) -> dict:
         spatial = tuple(images[0].shape[1:])
