@@ -28,13 +28,18 @@ logger = logging.getLogger(__name__)
 ConfigFiles = str | os.PathLike | Sequence[str | os.PathLike]
 
 
+def source_bundle(name: str) -> Path:
+    """``bundles/<name>`` of the source tree this package runs from (it may not exist: an installed wheel)."""
+    return Path(__file__).resolve().parents[2] / "bundles" / name
+
+
 def bundle_config_dir(name: str) -> Path:
     """``bundles/<name>/configs`` of the source tree this package runs from.
 
     Raises:
         InputError: the folder does not exist (an installed package without the bundles).
     """
-    path = Path(__file__).resolve().parents[2] / "bundles" / name / "configs"
+    path = source_bundle(name) / "configs"
     if not path.is_dir():
         raise InputError(f"{path}: the {name} bundle's configs are not there; pass the config files explicitly.")
     return path
@@ -56,7 +61,7 @@ def default_bundle_root(name: str, profile: str | None = None) -> str:
     if (cwd / "configs" / "metadata.json").is_file():
         base = cwd
     else:
-        source = Path(__file__).resolve().parents[2] / "bundles" / name
+        source = source_bundle(name)
         base = source if source.is_dir() and os.access(source, os.W_OK) else cwd
     return str(base if profile is None else base / "runs" / str(profile))
 
