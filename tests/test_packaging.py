@@ -71,3 +71,30 @@ def test_a_bundle_folder_copied_out_of_the_repository_runs_with_the_package_inst
     assert out.shape == (20, 24, 16)
     np.testing.assert_allclose(out.affine[:3, :3], np.diag([1.0, 1.0, 1.5]), atol=1e-6)
     assert not (tmp_path / "downloads" / "eval").exists() and not (bundle / "runs").exists()
+
+
+def test_install_gives_the_cpu_torch_and_pins_everything_from_one_constraints_file():
+    """``make install`` installs the pinned CPU torch first, then the package and its test extra under the one
+    constraints file; nothing pulls torchvision (it does not import beside the CPU torch), and every dependency the
+    package and its extras name is pinned there (an unpinned torch would pull gigabytes of CUDA wheels)."""
+    import configparser
+    import re
+
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            pins[re.sub(r"[-_.]+", "-", name.lower())] = version
+    assert pins["torch"] == "2.13.0" and "torchvision" not in pins
+    make = (REPO / "Makefile").read_text(encoding="utf-8")
+    torch_line = make.index("pip install -q -c constraints.txt torch==2.13.0")
+    assert torch_line < make.index('pip install -q -c constraints.txt -e ".[test]"')
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg", encoding="utf-8")
+    names = cfg["options"]["install_requires"].split() + [
+        n for extra in cfg["options.extras_require"].values() for n in extra.split()]
+    names = {re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[ ]", n)[0].lower()) for n in names if n and n[0].isalpha()}
+    assert "torchvision" not in names
+    unpinned = sorted(n for n in names if n not in pins)
+    assert not unpinned, f"dependencies without a pin in constraints.txt: {unpinned}"
