@@ -198,7 +198,7 @@ def dual_arbnet_overrides(root: Path, data_dir: Path) -> dict:
         "epochs": 2,
         "val_interval": 1,
         "batch_size": 2,
-        "samples_per_volume": 2,
+        "iterations_per_epoch": 2,
         "lr_patch_size": 8,
         "curriculum_prelearning_epochs": 0,
         "val_scales": [2.0],

@@ -99,15 +99,80 @@ def test_paired_patches_fixed_scales():
     assert out["image"].shape == (1, 8, 8)
     assert out["label"].shape == (1, 20, 20) and out["reference"].shape == (1, 20, 20)
     assert float(out["scale"]) == 2.5 and float(out["ref_scale"]) == 1.0 and out["reference_type"] == "HR"
-    # label and reference are the same crop of the two images; the LR is the k-space crop of the label
+    # label and reference are the same crop of the two images
     match = [(y, x) for y in range(21) for x in range(25) if torch.equal(hr_t[:, y : y + 20, x : x + 20], out["label"])]
     assert len(match) == 1
     y, x = match[0]
     assert torch.equal(hr_r[:, y : y + 20, x : x + 20], out["reference"])
-    lr = KSpaceCrop(2.5)(out["label"], affine=np.eye(3))
-    assert torch.allclose(torch.as_tensor(lr).float(), out["image"], atol=1e-5)
     lr_ref = RandPairedScalePatchd(scales=(2.0, 2.0), lr_patch_size=8)({"image": hr_t, "reference": hr_r})
     assert lr_ref["reference"].shape == (1, 8, 8) and lr_ref["reference_type"] == "LR"
+
+
+def test_per_patch_synthesis_is_the_kspace_crop_of_the_label():
+    t = RandPairedScalePatchd(scales=(2.5, 1.0), lr_patch_size=8, flip=False, rotate90=False, min_foreground=0,
+                              lr_synthesis="patch")
+    t.set_random_state(1)
+    out = t({"image": torch.rand(1, 40, 44), "reference": torch.rand(1, 40, 44)})
+    lr = KSpaceCrop(2.5)(out["label"], affine=np.eye(3))
+    assert torch.allclose(torch.as_tensor(lr).float(), out["image"], atol=1e-5)
+    with pytest.raises(ValueError, match="lr_synthesis"):
+        RandPairedScalePatchd(scales=(2.0, 1.0), lr_synthesis="crop")
+
+
+def _find_crop(image, label):
+    n = label.shape[-1]
+    hits = [(y, x) for y in range(image.shape[1] - n + 1) for x in range(image.shape[2] - n + 1)
+            if torch.equal(image[:, y : y + n, x : x + n], label)]
+    assert len(hits) == 1
+    return hits[0]
+
+
+def test_whole_slice_synthesis_is_a_window_of_the_whole_slice_kspace_crop():
+    """Where the patch sits on the whole slice's LR grid, the training LR patch (and an LR reference) are exactly
+    the matching window of the k-space truncation of the whole slice: truncate the slice, then cut paired crops."""
+    torch.manual_seed(3)
+    hr_t, hr_r = torch.rand(1, 40, 45), torch.rand(1, 40, 45)
+    full_t = torch.as_tensor(KSpaceCrop(2.5)(hr_t, affine=np.eye(3))).float()  # 16 x 18, the whole-slice LR
+    full_r = torch.as_tensor(KSpaceCrop(5.0)(hr_r, affine=np.eye(3))).float()  # 8 x 9, the reference at x5
+    t = RandPairedScalePatchd(scales=(2.5, 5.0), lr_patch_size=8, flip=False, rotate90=False, min_foreground=0)
+    aligned = 0
+    for seed in range(300):
+        t.set_random_state(seed)
+        out = t({"image": hr_t, "reference": hr_r})
+        y, x = _find_crop(hr_t, out["label"])
+        if y % 5 == 0 and x % 5 == 0:  # on the LR grid of both the target (x2.5) and the reference (x5)
+            aligned += 1
+            j, k = int(y / 2.5), int(x / 2.5)
+            torch.testing.assert_close(out["image"], full_t[:, j : j + 8, k : k + 8], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(out["reference"], full_r[:, y // 5 : y // 5 + 4, x // 5 : x // 5 + 4],
+                                       atol=1e-5, rtol=1e-5)
+    assert aligned >= 2
+
+
+@pytest.mark.parametrize("synthesis, exact", [("slice", True), ("patch", False)])
+def test_training_lr_patch_has_no_patch_edge_ringing(synthesis, exact):
+    """A slice band-limited below the LR band: the whole-slice LR patch equals the continuous image at its LR voxel
+    centres for any placement (physical geometry of the pair: LR voxel i tiles HR voxels [i s, (i + 1) s)); a
+    per-patch truncation wraps the crop around and rings at its edges."""
+    n = (48, 54)
+    yy, xx = np.meshgrid(np.arange(n[0], dtype=np.float64), np.arange(n[1], dtype=np.float64), indexing="ij")
+
+    def image(u, v):  # periodic over the slice, frequencies well inside the x3 band (48 / 3 = 16 kept)
+        return 0.5 + 0.2 * np.cos(2 * np.pi * 3 * u / n[0] + 0.3) + 0.15 * np.sin(2 * np.pi * 5 * v / n[1] - 0.7) \
+            + 0.1 * np.cos(2 * np.pi * (2 * u / n[0] + 4 * v / n[1]))
+
+    hr = torch.as_tensor(image(yy, xx)[None]).float()
+    t = RandPairedScalePatchd(scales=(3.0, 1.0), lr_patch_size=6, flip=False, rotate90=False, min_foreground=0,
+                              lr_synthesis=synthesis)
+    worst = 0.0
+    for seed in range(5):
+        t.set_random_state(seed)
+        out = t({"image": hr, "reference": hr})
+        y, x = _find_crop(hr, out["label"])
+        centres = (np.arange(6) + 0.5) * 3.0 - 0.5
+        expected = image(y + centres[:, None], x + centres[None, :])
+        worst = max(worst, float(np.abs(out["image"][0].numpy() - expected).max()))
+    assert (worst < 1e-4) if exact else (worst > 1e-2)
 
 
 def test_paired_patches_augmentation_is_shared_and_complex_channels():

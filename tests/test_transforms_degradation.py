@@ -212,6 +212,24 @@ def test_kspace_crop_of_bandlimited_signal_is_exact_at_output_world_positions(al
         check_fov_grid(out, shape, aff)
 
 
+@pytest.mark.parametrize("n, m", [(217, 94), (216, 72), (33, 16), (32, 11)])
+def test_bandlimited_sampling_on_the_lr_grid_is_the_cell_aligned_kspace_crop(n, m):
+    """Sampling the truncated spectrum at the cell-centred LR positions reproduces the whole-image k-space crop
+    (every parity), and between them it interpolates that same band-limited image."""
+    from monai_inr.transforms.functional import bandlimited_sample, kspace_crop
+
+    torch.manual_seed(n)
+    x = torch.rand(2, n, n + 3, dtype=torch.float64)
+    sizes = (m, m + 1)
+    grid = [(np.arange(k) + 0.5) * (x.shape[1 + i] / k) - 0.5 for i, k in enumerate(sizes)]
+    expected = kspace_crop(x, sizes, dims=(1, 2))
+    torch.testing.assert_close(bandlimited_sample(x, sizes, grid, dims=(1, 2)), expected, atol=1e-10, rtol=0)
+    window = bandlimited_sample(x, sizes, [grid[0][3:7], grid[1][2:5]], dims=(1, 2))
+    torch.testing.assert_close(window, expected[:, 3:7, 2:5], atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match="cannot keep"):
+        bandlimited_sample(x, (n + 1, m), grid, dims=(1, 2))
+
+
 def test_kspace_crop_amplitude_keeps_mean_intensity():
     shape = (16, 16, 16)
     g = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)

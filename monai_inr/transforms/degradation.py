@@ -282,29 +282,13 @@ class KSpaceCrop(Transform):
         """Truncate ``img`` ``(C, *spatial)``; ``affine``/``scale`` override the defaults for this call."""
         t, a = prepare_image(img, affine, dtype=None)
         data = t.as_tensor() if hasattr(t, "as_tensor") else t
-        if data.is_complex():
-            z = data
-        elif self.complex_input:
-            if data.shape[0] % 2:
-                raise ValueError(
-                    f"KSpaceCrop: complex_input needs (real, imag) channel pairs, got {data.shape[0]} channels."
-                )
-            z = torch.complex(data[0::2].double(), data[1::2].double())
-            z = z.to(torch.complex64) if data.dtype != torch.float64 else z
-        else:
-            z = data if data.dtype == torch.float64 else data.float()
+        z = Fn.complex_from_channels(data, self.complex_input, "KSpaceCrop")
         spatial = tuple(data.shape[1:])
         axes, sizes = self._axes_sizes(spatial, scale)
         shape, out_affine = self.output_geometry(spatial, a, scale)
         dims = [1 + ax for ax in axes]
         y = Fn.kspace_crop(z, sizes, dims, align=self.align, amplitude_correction=self.amplitude_correction)
-        if self.output == "magnitude":
-            out = y.abs()
-        elif self.output == "real":
-            out = y.real
-        else:
-            out = torch.stack([y.real, y.imag], dim=1).reshape(-1, *y.shape[1:])
-        out = out.to(torch.float32).contiguous()
+        out = Fn.complex_to_channels(y, self.output).to(torch.float32).contiguous()
         f = downsampling_factors(spatial, shape)
         return wrap_output(t, out, out_affine, f, _describe("kspace", f))
 

@@ -31,6 +31,10 @@ __all__ = [
     "kspace_crop_slice",
     "kspace_alignment_shift",
     "kspace_crop",
+    "bandlimited_sampling_matrix",
+    "bandlimited_sample",
+    "complex_from_channels",
+    "complex_to_channels",
     "slice_centres",
     "slice_profile_matrix",
     "apply_along_axis",
@@ -220,6 +224,79 @@ def kspace_crop(
         gain *= int(m) / n
     y = centred_ifft(k, dims)
     return y * math.sqrt(gain) if amplitude_correction else y
+
+
+def bandlimited_sampling_matrix(
+    n: int, m: int, positions: Sequence[float] | np.ndarray, dtype: torch.dtype = torch.complex128
+) -> torch.Tensor:
+    """Matrix that samples the k-space truncation of an ``n``-sample signal at arbitrary positions.
+
+    Keeping the central ``m`` frequencies of the centred spectrum (:func:`kspace_crop_slice`: ``-(m//2) .. m - 1 -
+    m//2`` cycles per FOV) defines a band-limited continuous signal ``g(u) = sum_x D(u - x) x_x`` with the Dirichlet
+    kernel ``D(t) = (1 / n) sum_f exp(2 pi i f t / n)``; ``u`` is a continuous voxel index (voxel ``j``'s centre at
+    ``u = j``). Row ``i`` of the returned ``(len(positions), n)`` matrix is ``D(positions[i] - x)``.
+
+    At the cell-centred LR positions ``u_j = (j + 0.5) n / m - 0.5`` this is exactly :func:`kspace_crop` with
+    ``align="cell"`` and ``amplitude_correction`` (the whole-image truncation of Dual-ArbNet), so any window of that LR
+    image can be computed without computing the rest, and at any sub-voxel offset: a patch of an LR image whose
+    k-space was truncated over the whole FOV (no wrap-around ringing at the patch's edges).
+    """
+    if not 1 <= int(m) <= int(n):
+        raise ValueError(f"band-limited sampling: cannot keep {m} of {n} frequencies (need 1 <= kept <= size).")
+    u = torch.as_tensor(np.asarray(positions, dtype=np.float64))
+    f = torch.arange(int(m), dtype=torch.float64) - int(m) // 2
+    x = torch.arange(int(n), dtype=torch.float64)
+    w = 2 * math.pi / int(n)
+    synth = torch.polar(torch.ones(u.numel(), f.numel(), dtype=torch.float64), w * u.reshape(-1, 1) * f)
+    analysis = torch.polar(torch.ones(f.numel(), x.numel(), dtype=torch.float64), -w * f.reshape(-1, 1) * x)
+    return ((synth @ analysis) / int(n)).to(dtype)
+
+
+def bandlimited_sample(
+    x: torch.Tensor, bands: Sequence[int], positions: Sequence[Sequence[float] | np.ndarray], dims: Sequence[int]
+) -> torch.Tensor:
+    """Sample the k-space truncation of ``x`` (real or complex) along ``dims`` at per-axis ``positions``.
+
+    Along each axis ``d`` of ``dims`` the central ``bands[i]`` frequencies of the whole axis are kept and the
+    band-limited signal is evaluated at ``positions[i]`` (continuous voxel indices), with
+    :func:`bandlimited_sampling_matrix` (separable, so the cost is that of a few small matrix products, not an FFT of
+    the output grid). Returns a complex tensor (complex128 for float64/complex128 input, else complex64).
+    """
+    dims = tuple(int(d) % x.ndim for d in dims)
+    if not len(bands) == len(positions) == len(dims):
+        raise ValueError(f"band-limited sampling: {len(bands)} bands and {len(positions)} position lists for "
+                         f"{len(dims)} axes.")
+    cdtype = torch.complex128 if x.dtype in (torch.float64, torch.complex128) else torch.complex64
+    y = x.to(cdtype)
+    for d, m, pos in zip(dims, bands, positions):
+        a = bandlimited_sampling_matrix(y.shape[d], int(m), pos, dtype=cdtype).to(y.device)
+        y = torch.movedim(torch.tensordot(a, y, dims=([1], [d])), 0, d)
+    return y
+
+
+def complex_from_channels(data: torch.Tensor, complex_input: bool, what: str = "image") -> torch.Tensor:
+    """Complex view of ``(C, ...)`` data: complex dtypes as they are; with ``complex_input`` the channels are
+    ``(real, imaginary)`` pairs; otherwise real data (float64 kept, anything else float32)."""
+    if data.is_complex():
+        return data
+    if complex_input:
+        if data.shape[0] % 2:
+            raise ValueError(f"{what}: complex_input needs (real, imag) channel pairs, got {data.shape[0]} channels.")
+        z = torch.complex(data[0::2].double(), data[1::2].double())
+        return z if data.dtype == torch.float64 else z.to(torch.complex64)
+    return data if data.dtype == torch.float64 else data.float()
+
+
+def complex_to_channels(y: torch.Tensor, output: str) -> torch.Tensor:
+    """``(C, ...)`` complex data as ``"magnitude"`` (C channels), ``"real"`` (C channels, real part) or
+    ``"complex"`` (2C channels, ``re_0, im_0, re_1, im_1, ...``)."""
+    if output == "magnitude":
+        return y.abs()
+    if output == "real":
+        return y.real
+    if output == "complex":
+        return torch.stack([y.real, y.imag], dim=1).reshape(-1, *y.shape[1:])
+    raise ValueError(f"output must be 'magnitude', 'real' or 'complex', got {output!r}.")
 
 
 # ------------------------------------------------------------------------------------------------------ thick slices

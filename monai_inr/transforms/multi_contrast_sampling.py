@@ -25,6 +25,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Randomizable
 
 from monai_inr.errors import InputError
+from monai_inr.transforms import functional as Fn
 from monai_inr.transforms.degradation import KSpaceCrop
 from monai_inr.transforms.utils import as_affine, translate_affine
 
@@ -316,10 +317,19 @@ class RandPairedScalePatchd(Randomizable, MapTransform):
     1. an HR crop of ``N = round(lr_patch_size * S_tar)`` pixels per axis at a random position (optionally redrawn up
        to ``max_tries`` times until ``min_foreground`` of it is foreground), the same for target and reference (they
        must be co-registered 2D images of the same shape);
-    2. the same random flips (vertical, horizontal) and 90-degree rotation (square patches) of both crops;
-    3. target LR = :class:`~monai_inr.transforms.KSpaceCrop` of the target crop to exactly ``lr_patch_size``
-       (actual scale ``N / lr_patch_size``); reference = k-space crop of the reference crop to
-       ``round(N / S_ref)`` pixels (``S_ref = 1``: the HR crop itself).
+    2. the same random flips (vertical, horizontal) and 90-degree rotation (square patches) of all patches;
+    3. target LR = the ``lr_patch_size`` LR voxels that exactly tile the HR crop (actual scale ``N / lr_patch_size``),
+       reference = the ``round(N / S_ref)`` voxels tiling the reference crop (``S_ref = 1``: the HR crop itself),
+       both from a k-space truncation:
+
+       * ``lr_synthesis="slice"`` (default, the paper and its code): the **whole slice** is truncated to the band of
+         its LR grid (the central ``round(n * l / N)`` frequencies of each ``n``-pixel axis) and the LR patch is that
+         band-limited image sampled at the patch's LR voxel centres
+         (:func:`~monai_inr.transforms.functional.bandlimited_sample`; exactly
+         :class:`~monai_inr.transforms.KSpaceCrop` of the whole slice where the grids coincide). Training LR patches
+         then carry the same blur and ringing as the whole-slice LR images the evaluation and a scanner make;
+       * ``"patch"``: :class:`~monai_inr.transforms.KSpaceCrop` of the HR crop alone (the crop's edges wrap around,
+         adding ringing no whole-slice LR image has; measured about 3 % of the mean signal at x3).
 
     Outputs (plain float32 tensors, collatable when the batch shares its scales):
     ``image`` ``(C, l, l)`` LR target, ``label`` ``(C', N, N)`` HR target, ``reference`` ``(C, M, M)``, ``scale``
@@ -337,6 +347,7 @@ class RandPairedScalePatchd(Randomizable, MapTransform):
             target's maximum magnitude; ``min_foreground=0`` disables it).
         label_key, scale_key, ref_scale_key: output keys.
         scales: fixed ``(S_tar, S_ref)`` when ``state`` is ``None``.
+        lr_synthesis: ``"slice"`` (whole-slice truncation, then paired crops) or ``"patch"`` (per-patch truncation).
     """
 
     def __init__(
@@ -355,9 +366,13 @@ class RandPairedScalePatchd(Randomizable, MapTransform):
         scale_key: str = "scale",
         ref_scale_key: str = "ref_scale",
         scales: Sequence[float] | None = None,
+        lr_synthesis: str = "slice",
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
+        if lr_synthesis not in ("slice", "patch"):
+            raise ValueError(f"lr_synthesis must be 'slice' or 'patch', got {lr_synthesis!r}.")
+        self.lr_synthesis = lr_synthesis
         if len(self.keys) != 2:
             raise ValueError(f"RandPairedScalePatchd needs keys (target, reference), got {self.keys}.")
         if state is None and scales is None:
@@ -409,6 +424,21 @@ class RandPairedScalePatchd(Randomizable, MapTransform):
                 best, best_fg = start, fg  # type: ignore[assignment]
         return best
 
+    def _truncate(
+        self, image: torch.Tensor, sl: tuple, start: Sequence[int], hr: Sequence[int], size: Sequence[int]
+    ) -> torch.Tensor:
+        """The ``size`` LR voxels tiling the HR crop ``image[sl]`` (HR start ``start``, shape ``hr``): a k-space
+        truncation of the whole slice (``"slice"``) or of the crop alone (``"patch"``), as output channels."""
+        if self.lr_synthesis == "patch":
+            return self.kspace(image[sl], affine=np.eye(3), scale=[h / m for h, m in zip(hr, size)])
+        bands, positions = [], []
+        for n, s0, h, m in zip(image.shape[1:], start, hr, size):
+            bands.append(int(min(n, max(1, round(n * m / h)))))
+            positions.append(s0 + (np.arange(m) + 0.5) * (h / m) - 0.5)
+        z = Fn.complex_from_channels(image, self.complex_input, "RandPairedScalePatchd")
+        y = Fn.bandlimited_sample(z, bands, positions, dims=(1, 2))
+        return Fn.complex_to_channels(y, self.output).to(torch.float32)
+
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         k, fv, fh = self._aug
         if fv:
@@ -451,22 +481,20 @@ class RandPairedScalePatchd(Randomizable, MapTransform):
                 f"or the scale range."
             )
         self.randomize()
-        y0, x0 = self._place(shape, hr, target)
-        sl = (slice(None), slice(y0, y0 + hr[0]), slice(x0, x0 + hr[1]))
-        t_hr = self._augment(target[sl])
-        r_hr = self._augment(ref[sl])
-        hr = tuple(t_hr.shape[1:])
+        start = self._place(shape, hr, target)
+        sl = (slice(None), slice(start[0], start[0] + hr[0]), slice(start[1], start[1] + hr[1]))
         lr_scale = [h / l for h, l in zip(hr, self.lr_patch_size)]
-        lr = self.kspace(t_hr, affine=np.eye(3), scale=lr_scale)
         m_ref = tuple(max(1, int(round(h / s_ref))) for h in hr)
+        lr = self._truncate(target, sl, start, hr, self.lr_patch_size)
         if m_ref == hr and not (self.complex_input and self.output == "magnitude"):
-            r_out = r_hr.clone()
+            r_out = ref[sl].clone()
         else:
-            r_out = self.kspace(r_hr, affine=np.eye(3), scale=[h / m for h, m in zip(hr, m_ref)])
+            r_out = self._truncate(ref, sl, start, hr, m_ref)
+        t_hr = target[sl]
         label = self._magnitude(t_hr) if (self.complex_input and self.output == "magnitude") else t_hr
-        d[tkey] = _plain(lr)
-        d[rkey] = _plain(r_out)
-        d[self.label_key] = label.contiguous()
+        d[tkey] = _plain(self._augment(lr))
+        d[rkey] = _plain(self._augment(r_out))
+        d[self.label_key] = self._augment(label).contiguous()
         actual_tar = float(np.sqrt(lr_scale[0] * lr_scale[1]))
         actual_ref = float(np.sqrt(hr[0] * hr[1] / (m_ref[0] * m_ref[1])))
         d[self.scale_key] = torch.tensor(actual_tar, dtype=torch.float32)
