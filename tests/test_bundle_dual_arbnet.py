@@ -19,7 +19,7 @@ from monai_inr.networks.nets import DualArbNet
 pytestmark = [pytest.mark.xdist_group("dual_arbnet_bundle"), pytest.mark.usefixtures("one_thread")]
 
 FILES = BundleFiles("dual_arbnet")
-TRAIN, EVALUATE, INFER, QUICK = (FILES.config(s) for s in ("train", "evaluate", "inference", "quick"))
+TRAIN, EVALUATE, INFER, QUICK, LIIF = (FILES.config(s) for s in ("train", "evaluate", "inference", "quick", "liif"))
 META, LOGGING = FILES.meta, FILES.logging
 
 TINY_NET = DUAL_ARBNET_NET
@@ -66,6 +66,22 @@ def test_evaluation_table_over_scales_references_and_methods(trained):
     table = (out / "metrics_table.md").read_text(encoding="utf-8")
     assert "| HR | Dual-ArbNet |" in table and "×8" in table
     assert sorted(p.name for p in out.glob("*.csv")) == ["metrics_scale-1.5.csv", "metrics_scale-8.csv"]
+
+
+def test_liif_comparison_trains_through_its_overlay_and_is_scored_without_reference(trained):
+    """The LIIF row (the paper's single-contrast arbitrary-scale comparison): ``liif.json`` trains a LIIF network on
+    the same pipeline into ``models/liif``; the evaluation scores it once per slice and scale, reference "none"."""
+    root, _, overrides = trained
+    tiny = {**overrides, "liif_hidden": 8}
+    _run([TRAIN, QUICK, LIIF], "train", **tiny)
+    state = torch.load(root / "models" / "liif" / "model.pt", weights_only=True)
+    assert "decoder.first.weight" in state and not any(k.startswith("decoder.project_reference") for k in state)
+    out = root / "eval_liif"
+    _run([TRAIN, EVALUATE, QUICK], "eval", **{**tiny, "output_dir": str(out), "eval_scales": [2.0], "eval_slices": 1,
+                                             "eval_ablation": False, "eval_liif": True})
+    doc = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    keys = {(r["reference"], r["method"]) for r in doc["records"]}
+    assert keys == {("HR", "Dual-ArbNet"), ("LR", "Dual-ArbNet"), ("none", "LIIF"), ("none", "cubic")}
 
 
 def test_evaluation_refuses_sizes_kspace_cropping_cannot_honour(trained):

@@ -10,7 +10,7 @@ from ignite.engine import Engine
 from monai.data import MetaTensor
 
 from monai_inr.engines import PrepareBatchReference, validate_target_reference
-from monai_inr.engines.checks import load_ablation_checkpoint
+from monai_inr.engines.checks import load_ablation_checkpoint, load_liif_checkpoint
 from monai_inr.errors import InputError
 from monai_inr.evaluation import ReferenceSRMetrics, foreground_slices, format_results_table, reference_eval_items
 from monai_inr.inferers import SliceWiseInferer
@@ -129,3 +129,5 @@ def test_missing_ablation_checkpoint_names_the_command(tmp_path):
         load_ablation_checkpoint(net, tmp_path / "x.pt")
     torch.save(net.state_dict(), tmp_path / "ok.pt")
     assert load_ablation_checkpoint(net, tmp_path / "ok.pt") is net
+    with pytest.raises(InputError, match=r"LIIF checkpoint is missing; train it with the same configs plus liif\.json.*--eval_liif false"):
+        load_liif_checkpoint(net, tmp_path / "liif.pt")

@@ -58,6 +58,8 @@ __all__ = [
     "check_nexus_inference",
     "validate_target_reference",
     "load_ablation_checkpoint",
+    "load_comparison_checkpoint",
+    "load_liif_checkpoint",
     "check_train_scales",
     "load_vgg",
     "resolve_slice_axis",
@@ -485,17 +487,31 @@ def validate_target_reference(
     return t_files, r_files
 
 
-def load_ablation_checkpoint(network: torch.nn.Module, path: str | os.PathLike, enabled: bool = True) -> Any:
-    """Load the single-contrast ablation's weights (:func:`load_checkpoint`) when
-    ``enabled``; a missing file is an :class:`~monai_inr.errors.InputError` naming the training command."""
+def load_comparison_checkpoint(
+    network: torch.nn.Module, path: str | os.PathLike, enabled: bool, name: str, train_with: str, switch: str
+) -> Any:
+    """Load the weights of a comparison network of an evaluation (an ablation, a baseline method) when ``enabled``;
+    a missing file is an :class:`~monai_inr.errors.InputError` naming how to train it (``train_with``: what to add to
+    the training command) and the evaluation ``switch`` that turns the comparison off."""
     if not enabled:
         return None
     if not Path(path).is_file():
         raise InputError(
-            f"{path}: the single-contrast ablation checkpoint is missing; train it with the same configs plus "
-            f"--use_reference false --ckpt_dir {Path(path).parent}, or pass --eval_ablation false."
+            f"{path}: the {name} checkpoint is missing; train it with the same configs plus {train_with}, or pass "
+            f"--{switch} false."
         )
     return load_checkpoint(network, path)
+
+
+def load_ablation_checkpoint(network: torch.nn.Module, path: str | os.PathLike, enabled: bool = True) -> Any:
+    """Load Dual-ArbNet's single-contrast ablation (:func:`load_comparison_checkpoint`)."""
+    return load_comparison_checkpoint(network, path, enabled, "single-contrast ablation",
+                                      f"--use_reference false --ckpt_dir {Path(path).parent}", "eval_ablation")
+
+
+def load_liif_checkpoint(network: torch.nn.Module, path: str | os.PathLike, enabled: bool = True) -> Any:
+    """Load Dual-ArbNet's LIIF comparison network (:func:`load_comparison_checkpoint`; trained with ``liif.json``)."""
+    return load_comparison_checkpoint(network, path, enabled, "LIIF", "liif.json as the last config file", "eval_liif")
 
 
 def check_train_scales(

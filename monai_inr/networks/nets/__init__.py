@@ -19,3 +19,7 @@ __all__ += ["MultiContrastINR"]
 from monai_inr.networks.nets.nexus_inr import NexusINR
 
 __all__ += ["NexusINR"]
+
+from monai_inr.networks.nets.liif import LIIF
+
+__all__ += ["LIIF"]
