@@ -110,6 +110,32 @@ def test_ablation_baseline_trains_without_labels(trained, tmp_path):
     assert not (tmp_path / "root2" / "models" / "model.pt").exists()
 
 
+def test_position_encoding_and_shifted_windows_are_config_keys(trained, tmp_path):
+    """The paper profile encodes absolute target coordinates with one attention block; shifted windows and the in-voxel
+    encoding are overrides that train (the sampler's whole-volume ``position`` reaches the network) and infer."""
+    for cfg in (TRAIN, INFER):
+        raw = Path(cfg).read_text(encoding="utf-8")
+        doc = json.loads(raw)
+        assert json.dumps(doc, indent=4, ensure_ascii=False) + "\n" == raw
+        assert (doc["position_encoding"], doc["shifted_windows"], doc["attention_blocks"]) == ("absolute", False, None)
+        assert {"position_encoding", "shifted_windows", "attention_blocks"} <= set(doc["network_def"])
+    parser = ConfigParser()
+    parser.read_config([TRAIN, QUICK])
+    parser.update({**TINY_NET, "bundle_root": str(tmp_path)})
+    net = parser.get_parsed_content("network_def")
+    assert net.position_encoding == "absolute" and net.extra_attention is None
+    _, data_dir, overrides = trained
+    switches = {"shifted_windows": True, "position_encoding": "in_voxel"}
+    root = tmp_path / "root"
+    _train({**overrides, **switches, "bundle_root": str(root), "epochs": 1})
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert any(k.startswith("extra_attention.0.") for k in state) and "pos_enc.frequencies" in state
+    item = _test_item(data_dir)
+    _infer(root, overrides, **switches, t1w=item["t1w_lr"], t2w=item["t2w_lr"], output_dir=str(tmp_path / "out"),
+           target_spacing=16.0)
+    assert len(list((tmp_path / "out").glob("*_sr.nii.gz"))) == 2
+
+
 def _test_item(data_dir: Path) -> dict:
     return json.loads((data_dir / "datalist.json").read_text(encoding="utf-8"))["test"][0]
 

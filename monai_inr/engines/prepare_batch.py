@@ -91,8 +91,10 @@ class PrepareBatchTargetSpacing(PrepareBatch):
 
 
 class PrepareBatchNexus(PrepareBatch):
-    """``(t1w_lr, (t2w_lr, coord), {target, seg})`` for ``SupervisedTrainer``: ``network(t1w_lr, t2w_lr, coord)``
-    and ``NexusLoss(outputs, {"target": ..., "seg": ...})``. ``seg`` is ``None`` when the batch has no labels."""
+    """``(t1w_lr, (t2w_lr, coord, position), {target, seg})`` for ``SupervisedTrainer``:
+    ``network(t1w_lr, t2w_lr, coord, position)`` and ``NexusLoss(outputs, {"target": ..., "seg": ...})``. ``seg`` is
+    ``None`` when the batch has no labels; ``position`` (the queries' whole-volume coordinates, which the absolute
+    positional encoding reads) is ``None`` when the batch has none (the patches are then taken as whole volumes)."""
 
     def __call__(self, batchdata: Mapping[str, Any], device=None, non_blocking: bool = False, **kwargs):
         def mv(x):  # plain tensors: MetaTensor bookkeeping on every network op costs time and is not needed here
@@ -101,8 +103,9 @@ class PrepareBatchNexus(PrepareBatch):
 
         t1, t2, c = mv(batchdata["t1w_lr"]).float(), mv(batchdata["t2w_lr"]).float(), mv(batchdata["coord"]).float()
         seg = mv(batchdata["seg"]) if "seg" in batchdata else None
+        position = mv(batchdata["position"]).float() if "position" in batchdata else None
         targets = {"target": mv(batchdata["target"]).float(), "seg": seg}
-        return t1, targets, (t2, c), {}
+        return t1, targets, (t2, c, position), {}
 
 
 class PrepareBatchNexusVolume(PrepareBatch):

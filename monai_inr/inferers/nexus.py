@@ -7,10 +7,13 @@
    when the encoder's activations would exceed the memory budget, block-wise with a halo of the receptive radius
    (:func:`encode_tiled` over :func:`~monai_inr.inferers.implicit.plan_tiles`, identical result);
 2. the output grid is processed in cubic tiles (a multiple of the attention window, aligned to the grid origin, so
-   the attention windows form one partition of the output grid whatever the tile size): the world position of every
-   tile voxel is mapped into each modality's LR grid, the LR maps are sampled there trilinearly (the up-sampling of
-   eq. 4-5 generalised to any output geometry), the windowed cross-attention runs on the tile, and every voxel is
-   fused and decoded;
+   the attention windows form one partition of the output grid, padded to whole windows, whatever the tile size):
+   the world position of every tile voxel is mapped into each modality's LR grid, the LR maps are sampled there
+   trilinearly (the up-sampling of eq. 4-5 generalised to any output geometry), the windowed cross-attention runs on
+   the tile plus :attr:`~monai_inr.networks.nets.NexusINR.attention_halo` voxels of context (one window with
+   shifted windows, whose shifted partition reaches half a window beyond the tile), and every voxel of the tile is
+   fused and decoded with the positional encoding of its coordinate in the whole LR volume (normalised to each
+   modality's field of view for the absolute encoding, the frame the training sampler's ``position`` uses);
 3. predictions are mapped back to each input's intensity units (inverse z-score).
 
 The memory needed (LR feature maps, encoder workspace, tile working set and the output) is predicted before any work
@@ -220,29 +223,37 @@ def predict_volume(
             for m in range(2):
                 lr_maps.append(encode_tiled(net, xt[m], m, enc_voxels).float())
             del xt
-            local = np.stack(np.meshgrid(*[np.arange(tile, dtype=np.float64)] * 3, indexing="ij"), -1).reshape(-1, 3)
             to_lr = [coords.voxel_map(out_aff, a) for a in aff]  # output voxel -> LR voxel, per modality
+            halo = int(getattr(net, "attention_halo", 0))
+            padded = np.asarray([int(math.ceil(n / win) * win) for n in out_shape])  # the attention's grid
             for start in np.ndindex(*[int(math.ceil(n / tile)) for n in out_shape]):
                 s0 = np.asarray(start) * tile
-                ijk = local + s0
+                stop = np.minimum(s0 + tile, out_shape)
+                r0, r1 = np.maximum(s0 - halo, 0), np.minimum(s0 + tile + halo, padded)  # window-aligned region
+                region = tuple(int(n) for n in r1 - r0)
+                ijk = np.stack(np.meshgrid(*[np.arange(a, b, dtype=np.float64) for a, b in zip(r0, r1)],
+                                           indexing="ij"), -1).reshape(-1, 3)
                 z: dict[str, torch.Tensor] = {}
+                lr_voxel = []
+                for m in range(2):
+                    v = torch.from_numpy(ijk @ to_lr[m][:3, :3].T + to_lr[m][:3, 3]).to(device)
+                    n = coords.voxel_to_normalized(v, x[m].shape).float()[None]
+                    feats = coords.sample_features(lr_maps[m], n)[0]  # (region voxels, C_m)
+                    for k, f in zip(lr_keys[m], torch.split(feats, net.feature_channels, dim=-1)):
+                        z[k] = f.T.reshape(1, -1, *region)
+                    lr_voxel.append(v.reshape(*region, 3))
+                hr = net.attend(z)
+                core = tuple(slice(int(a - r), int(b - r)) for a, b, r in zip(s0, stop, r0))  # the tile inside
+                flat = {k: hv[(slice(None), slice(None)) + core].flatten(2).transpose(1, 2) for k, hv in hr.items()}
                 pos = []
                 for m in range(2):
-                    v = ijk @ to_lr[m][:3, :3].T + to_lr[m][:3, 3]
-                    vt = torch.from_numpy(v).to(device)
-                    n = coords.voxel_to_normalized(vt, x[m].shape).float()[None]
-                    feats = coords.sample_features(lr_maps[m], n)[0]  # (T^3, C_m)
-                    for k, f in zip(lr_keys[m], torch.split(feats, net.feature_channels, dim=-1)):
-                        z[k] = f.T.reshape(1, -1, tile, tile, tile)
-                    pos.append(vt.float()[None])
-                hr = net.attend(z)
-                flat = {k: hv.flatten(2).transpose(1, 2) for k, hv in hr.items()}
-                pred = net.decode_points(flat, pos[0], pos[1])["pred"][0].float().cpu().numpy()  # (T^3, 2)
-                pred = pred.reshape(tile, tile, tile, 2)
-                stop = np.minimum(s0 + tile, out_shape)
+                    v = lr_voxel[m][core].reshape(-1, 3)
+                    fov = coords.voxel_to_normalized(v, x[m].shape)  # the whole LR volume's frame
+                    pos.append(net.encoding_input(v, fov).float()[None])
+                pred = net.decode_points(flat, pos[0], pos[1])["pred"][0].float().cpu().numpy()
                 ext = stop - s0
                 result[:, s0[0] : stop[0], s0[1] : stop[1], s0[2] : stop[2]] = np.moveaxis(
-                    pred[: ext[0], : ext[1], : ext[2]], -1, 0
+                    pred.reshape(*[int(e) for e in ext], 2), -1, 0
                 )
     finally:
         net.train(was_training)

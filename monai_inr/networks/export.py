@@ -635,62 +635,23 @@ class ScriptableMultiContrastINR(nn.Module):
 # ------------------------------------------------------------------------------------------------------------------
 
 
-class ScriptableWindowAttention(nn.Module):
-    """Script-mode twin of :class:`~monai_inr.networks.nets.nexus_inr.WindowCrossAttention`."""
-
-    def __init__(self, att: nn.Module) -> None:
-        super().__init__()
-        self.norm_q = att.norm_q
-        self.norm_kv = att.norm_kv
-        self.to_q = att.to_q
-        self.to_k = att.to_k
-        self.to_v = att.to_v
-        self.proj = att.proj
-        self.channels = int(att.channels)
-        self.num_heads = int(att.num_heads)
-        self.window = int(att.window)
-
-    def _windows(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, d, h, w = x.shape
-        s = self.window
-        x = x.reshape(b, c, d // s, s, h // s, s, w // s, s).permute(0, 2, 4, 6, 3, 5, 7, 1)
-        return x.reshape(-1, s * s * s, c)
-
-    def _heads(self, x: torch.Tensor, n: int, t: int) -> torch.Tensor:
-        return x.reshape(n, t, self.num_heads, self.channels // self.num_heads).transpose(1, 2)
-
-    def forward(self, query_map: torch.Tensor, context_map: torch.Tensor) -> torch.Tensor:
-        b, c, d, h, w = query_map.shape
-        s = self.window
-        if d % s != 0 or h % s != 0 or w % s != 0:
-            raise ValueError("the grid must be a multiple of the attention window on every axis.")
-        qw = self._windows(query_map)
-        kw = self._windows(context_map)
-        n = qw.shape[0]
-        t = qw.shape[1]
-        kv = self.norm_kv(kw)
-        q = self._heads(self.to_q(self.norm_q(qw)), n, t)
-        out = F.scaled_dot_product_attention(q, self._heads(self.to_k(kv), n, t), self._heads(self.to_v(kv), n, t))
-        out = self.proj(out.transpose(1, 2).reshape(n, t, c))
-        out = out.reshape(b, d // s, h // s, w // s, s, s, s, c).permute(0, 7, 1, 4, 2, 5, 3, 6)
-        return query_map + out.reshape(b, c, d, h, w)
-
-
 def _channel_layer_norm(x: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(x.movedim(1, -1), [x.shape[1]], eps=1e-5).movedim(-1, 1)
 
 
 class ScriptableNexusINR(nn.Module):
     """Script-mode twin of :class:`~monai_inr.networks.nets.NexusINR`'s dense mode: ``(B, 2 C, D, H, W)`` (both
-    modalities on one grid) -> ``(B, 2, D, H, W)``."""
+    modalities on one grid, taken as the whole volume) -> ``(B, 2, D, H, W)``. The attention blocks and the
+    positional encoding are the network's own (TorchScript-compatible) modules."""
 
-    __constants__ = ["normalize_features"]
+    __constants__ = ["normalize_features", "absolute_position"]
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.encoder_shared = net.encoder_shared
         self.encoder_spec = net.encoder_spec  # None without dual_branch
-        self.attention = ScriptableWindowAttention(net.attention) if net.attention is not None else None
+        self.attention = net.attention  # None without cross_attention
+        self.extra_attention = net.extra_attention  # None with one block
         self.proj = net.proj if net.dual_branch else None
         self.classifier = net.classifier if net.dual_branch else None  # not used by the prediction; kept for its keys
         self.seg_heads = net.seg_heads if net.segmentation else None
@@ -699,6 +660,7 @@ class ScriptableNexusINR(nn.Module):
         self.decoders = net.decoders
         self.in_channels = int(net.in_channels)
         self.normalize_features = bool(net.normalize_features)
+        self.absolute_position = net.position_encoding == "absolute"
 
     def _norm(self, x: torch.Tensor) -> torch.Tensor:
         return _channel_layer_norm(x) if self.normalize_features else x
@@ -723,6 +685,9 @@ class ScriptableNexusINR(nn.Module):
         fused2 = shared2
         if self.attention is not None:
             fused2 = self.attention(shared2, shared1)
+        if self.extra_attention is not None:
+            for block in self.extra_attention:
+                fused2 = block(fused2, shared1)
 
         f1 = shared1.flatten(2).transpose(1, 2)
         f2 = fused2.flatten(2).transpose(1, 2)
@@ -736,7 +701,13 @@ class ScriptableNexusINR(nn.Module):
             f1 = self.seg_fusion[0](torch.cat([f1, s1], dim=-1))
             s2 = self.seg_heads[1](f2)
             f2 = self.seg_fusion[1](torch.cat([f2, s2], dim=-1))
-        pos = torch.zeros(b, d * h * w, 3, dtype=image.dtype, device=image.device)
+        if self.absolute_position:  # the grid's own cell-centred normalised coordinates
+            axes = [(2.0 * torch.arange(n, device=image.device, dtype=torch.float64) + 1.0) / n - 1.0
+                    for n in [d, h, w]]
+            grid = torch.meshgrid(axes[0], axes[1], axes[2], indexing="ij")
+            pos = torch.stack(grid, dim=-1).to(torch.float32).reshape(1, d * h * w, 3).expand(b, d * h * w, 3)
+        else:
+            pos = torch.zeros(b, d * h * w, 3, dtype=image.dtype, device=image.device)
         e = self.pos_enc(pos).to(shared1.dtype)
         p1 = self.decoders[0](torch.cat([f1, e], dim=-1))
         p2 = self.decoders[1](torch.cat([f2, e], dim=-1))

@@ -96,8 +96,14 @@ class RandNexusPatchd(Randomizable, MapTransform):
     """Paired T1w/T2w LR patches over one HR patch, plus HR query points, targets and labels.
 
     Output keys: ``t1w_lr`` / ``t2w_lr`` (LR patches, channel first, plain tensors), ``coord`` ``(K, 3)`` normalised
-    HR-patch coordinates of the query voxels, ``target`` ``(K, 2)`` HR T1w and T2w there, ``seg`` ``(K,)`` labels
-    (when ``label_key`` is present), ``foreground`` (mask fraction of the chosen patch).
+    HR-patch coordinates of the query voxels, ``position`` ``(K, 3)`` the same voxels' normalised coordinates in the
+    whole volume's field of view (the frame of the absolute positional encoding, Zhang et al. 2025 eq. 17, which
+    whole-volume inference uses too; the LR volumes cover the HR field of view, so it is every modality's frame),
+    ``target`` ``(K, 2)`` HR T1w and T2w there, ``seg`` ``(K,)`` labels (when ``label_key`` is present),
+    ``foreground`` (mask fraction of the chosen patch).
+
+    A flip is taken as a flip of the whole volume: ``position`` is the coordinate in the flipped volume (the patch
+    then starts at ``N - start - size`` along a flipped axis), so content and position stay a consistent pair.
 
     Args:
         hr_patch_size: HR patch (paper 40^3; each axis a multiple of both slice factors along it).
@@ -176,10 +182,14 @@ class RandNexusPatchd(Randomizable, MapTransform):
         k = min(self.num_coords, n)
         idx = torch.from_numpy(self.R.choice(n, size=k, replace=False).astype(np.int64))
         ijk = torch.stack(torch.unravel_index(idx, self.patch), dim=-1).float()
+        # the patch's start in the (possibly flipped) whole volume, for the whole-volume coordinates
+        origin = [shape[a] - start[a] - self.patch[a] if a + 1 in flips else start[a] for a in range(3)]
         out: dict[str, Any] = {
             "t1w_lr": lr_p[0].contiguous(),
             "t2w_lr": lr_p[1].contiguous(),
             "coord": coords.voxel_to_normalized(ijk, self.patch).float(),
+            "position": coords.voxel_to_normalized(ijk.double() + torch.tensor(origin, dtype=torch.float64),
+                                                   shape).float(),
             "target": torch.stack([x[0].reshape(-1)[idx] for x in hr_p], dim=-1),
             "foreground": torch.tensor(best_frac),
         }

@@ -9,14 +9,16 @@ Data flow for two modalities on different anisotropic grids (T1w thick along z, 
 1. per modality a shared-anatomy encoder and a modality-specific encoder (eq. 2-3; 3D RDN, 128 features);
 2. every feature map trilinearly up-sampled to one high-resolution (HR) grid (eq. 4-5);
 3. cross-modal attention: T2w shared features (query) attend to T1w shared features (key/value), eq. 6, here in
-   non-overlapping local windows of the HR grid (:class:`WindowCrossAttention`);
+   local windows of the HR grid (:class:`WindowCrossAttention`): one block with non-overlapping windows, or
+   (``shifted_windows``) blocks whose partitions alternate between plain and shifted by half a window (Swin-style);
 4. at query points ``p``: trilinear samples of every HR map (eq. 7-8, 10, 13-14), residual fusion
    ``f_m = f_proj([z_m^shared, z_m^spec]) + z_m^shared`` (eq. 15-16);
 5. segmentation heads ``z_m^seg = f_seg^m(f_m)`` whose logits are fused back, ``h_m = f_fusion^m([f_m, z_m^seg])``
    (eq. 20-23);
 6. the implicit decoder (4 x 256 MLP, one per modality, linear output) maps ``[h_m, e_m]`` to the intensity, with
-   ``e_m`` Fourier features of the query's position between the voxel centres of modality ``m``'s LR grid
-   (eq. 17, 24-25).
+   ``e_m`` Fourier features of the target coordinate (eq. 17, 24-25): by default its normalised coordinate in the
+   field of view of the whole volume (:class:`AbsoluteFourierEncoding`), optionally its position between the voxel
+   centres of modality ``m``'s LR grid (:class:`SubVoxelFourierEncoding`).
 
 Every module is switchable so the paper's ablation (Table 2) is a set of constructor flags: ``dual_branch``
 (multi-modal fusion: shared + specific encoders, residual fusion and the CMFA/FDL terms), ``cross_attention``
@@ -26,8 +28,7 @@ decoder: the ArSSR-like baseline.
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
@@ -36,8 +37,15 @@ import torch.nn.functional as F
 from monai_inr import coords
 from monai_inr.networks.encoders import get_encoder
 from monai_inr.networks.export import ScriptableNexusINR
+from monai_inr.networks.nexus_blocks import (
+    POSITION_ENCODINGS,
+    AbsoluteFourierEncoding,
+    SubVoxelFourierEncoding,
+    WindowCrossAttention,
+    get_position_encoding,
+)
 
-__all__ = ["NexusINR", "WindowCrossAttention", "SubVoxelFourierEncoding"]
+__all__ = ["NexusINR", "WindowCrossAttention", "AbsoluteFourierEncoding", "SubVoxelFourierEncoding"]
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -48,89 +56,6 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
-
-
-class SubVoxelFourierEncoding(nn.Module):
-    """Fourier positional encoding of a query's position in an LR grid: ``[sin(2 pi n v), cos(2 pi n v)]`` for
-    ``n = 1..num_frequencies`` on every axis of the continuous voxel index ``v`` (``6 num_frequencies`` features).
-
-    Integer frequencies make it periodic with the LR voxel spacing: it encodes where a query lies between the slices
-    of a modality, is continuous everywhere (no jump at voxel borders, unlike a clipped relative coordinate) and is
-    the same for a training patch (whose start is a whole number of LR voxels) and the whole volume.
-    """
-
-    def __init__(self, num_frequencies: int = 4, in_features: int = 3) -> None:
-        super().__init__()
-        if int(num_frequencies) < 1:
-            raise ValueError(f"num_frequencies must be >= 1, got {num_frequencies}.")
-        self.in_features = int(in_features)
-        freqs = torch.arange(1, int(num_frequencies) + 1, dtype=torch.float32) * (2 * math.pi)
-        self.register_buffer("frequencies", freqs)
-
-    @property
-    def out_features(self) -> int:
-        return 2 * self.in_features * self.frequencies.numel()
-
-    def forward(self, voxel: torch.Tensor) -> torch.Tensor:
-        ang = (voxel.float()[..., None] - torch.round(voxel.float())[..., None]) * self.frequencies
-        return torch.cat([torch.sin(ang), torch.cos(ang)], dim=-1).flatten(-2)
-
-
-class WindowCrossAttention(nn.Module):
-    """Multi-head cross-attention in non-overlapping cubic windows of a 3D feature grid (pre-norm, residual).
-
-    ``out = q_map + W_o MHA(LN(q_map) W_q, LN(kv_map) W_k, LN(kv_map) W_v)`` computed independently inside every
-    ``window^3`` block (``torch.nn.functional.scaled_dot_product_attention``). Global voxel-wise attention over a
-    40^3 patch would need a 64,000^2 matrix per head and sample (16 GB in fp32); a 4^3 window keeps it at 64^2 and
-    still lets each T2w voxel choose among the T1w voxels of its neighbourhood (two T2w slice spacings along y).
-
-    Args:
-        channels: feature channels (divisible by ``num_heads``).
-        num_heads: attention heads.
-        window: window edge in voxels; every spatial size must be a multiple of it.
-    """
-
-    def __init__(self, channels: int, num_heads: int = 4, window: int = 4) -> None:
-        super().__init__()
-        if channels % num_heads:
-            raise ValueError(f"channels ({channels}) must be divisible by num_heads ({num_heads}).")
-        if int(window) < 1:
-            raise ValueError(f"window must be >= 1, got {window}.")
-        self.channels, self.num_heads, self.window = int(channels), int(num_heads), int(window)
-        self.norm_q = nn.LayerNorm(channels)
-        self.norm_kv = nn.LayerNorm(channels)
-        self.to_q = nn.Linear(channels, channels)
-        self.to_k = nn.Linear(channels, channels)
-        self.to_v = nn.Linear(channels, channels)
-        self.proj = nn.Linear(channels, channels)
-
-    def _windows(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, d, h, w = x.shape
-        s = self.window
-        x = x.reshape(b, c, d // s, s, h // s, s, w // s, s).permute(0, 2, 4, 6, 3, 5, 7, 1)
-        return x.reshape(-1, s * s * s, c)
-
-    def forward(self, query_map: torch.Tensor, context_map: torch.Tensor) -> torch.Tensor:
-        """``query_map`` and ``context_map`` ``(B, C, D, H, W)`` -> attended query map of the same shape."""
-        if query_map.shape != context_map.shape:
-            raise ValueError(f"query and context maps differ: {tuple(query_map.shape)} vs {tuple(context_map.shape)}.")
-        b, c, d, h, w = query_map.shape
-        s = self.window
-        if d % s or h % s or w % s:
-            raise ValueError(f"the HR grid {(d, h, w)} must be a multiple of the attention window {s} on every axis.")
-        qw, kw = self._windows(query_map), self._windows(context_map)
-        n, t, _ = qw.shape
-        hd = c // self.num_heads
-        kv = self.norm_kv(kw)
-
-        def heads(x: torch.Tensor) -> torch.Tensor:
-            return x.reshape(n, t, self.num_heads, hd).transpose(1, 2)
-
-        q = heads(self.to_q(self.norm_q(qw)))
-        out = F.scaled_dot_product_attention(q, heads(self.to_k(kv)), heads(self.to_v(kv)))
-        out = self.proj(out.transpose(1, 2).reshape(n, t, c))
-        out = out.reshape(b, d // s, h // s, w // s, s, s, s, c).permute(0, 7, 1, 4, 2, 5, 3, 6)
-        return query_map + out.reshape(b, c, d, h, w)
 
 
 def _channel_layer_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -157,8 +82,18 @@ class NexusINR(nn.Module):
             paper writes ``Encoder_m^shared``, i.e. one per modality: default ``False``).
         num_classes: segmentation classes (3: background, tumour core, oedema).
         attention_window, attention_heads: :class:`WindowCrossAttention` settings.
-        pe_frequencies: frequencies of the positional encoding :class:`SubVoxelFourierEncoding` of the query's
-            position in each modality's LR grid (``d_e = 6 pe_frequencies``).
+        shifted_windows: Swin-style shifted windows (Liu et al. 2021; the paper's attention is "voxel-wise", the
+            windows are this implementation's choice): the attention blocks alternate between the plain partition
+            and one shifted by ``attention_window // 2`` voxels, so a T2w voxel also attends to T1w voxels of the
+            neighbouring windows. Off (default): non-overlapping windows, no exchange across them.
+        attention_blocks: cross-attention blocks applied one after the other (each: T2w query, T1w key/value); the
+            default ``None`` is 2 with ``shifted_windows`` (plain + shifted) and 1 without (the paper's one block,
+            24.42 M parameters in total; every further block adds ``4 C^2 + 8 C`` parameters, 66,560 at C = 128).
+        position_encoding: ``"absolute"`` (default, the paper's eq. 17: :class:`AbsoluteFourierEncoding` of the
+            target coordinate normalised to the whole volume's field of view, [-1, 1]) or ``"in_voxel"``
+            (:class:`SubVoxelFourierEncoding` of the query's position between the voxel centres of each modality's
+            LR grid, periodic with one LR voxel). Both give ``d_e = 6 pe_frequencies`` features.
+        pe_frequencies: frequency bands of the positional encoding (``d_e = 6 pe_frequencies``).
         decoder_hidden, decoder_layers: the implicit MLP decoder (paper: 4 layers of 256), one per modality.
         fusion_hidden: hidden width of ``f_proj``, ``f_fusion``, ``f_seg``, ``f_cls`` (default ``feature_channels``).
         hr_shape: HR patch shape of the training forward (default: the element-wise maximum of the LR shapes).
@@ -167,13 +102,16 @@ class NexusINR(nn.Module):
             without bound in the quick profile (feature norms ~1600 after 20 epochs, L_KD ~1e6).
 
     Forward modes:
-        * training: ``forward(t1w_lr, t2w_lr, coord)`` with LR patches ``(B, C_in, *lr_shape_m)`` that cover the
-          same field of view and ``coord`` ``(B, K, 3)`` normalised query points of the HR patch grid (whose shape is
-          ``hr_shape`` or, if ``None``, the element-wise maximum of the LR shapes); returns a dict with ``pred``
+        * training: ``forward(t1w_lr, t2w_lr, coord, position)`` with LR patches ``(B, C_in, *lr_shape_m)`` that
+          cover the same field of view, ``coord`` ``(B, K, 3)`` normalised query points of the HR patch grid (whose
+          shape is ``hr_shape`` or, if ``None``, the element-wise maximum of the LR shapes) and ``position``
+          ``(B, K, 3)`` the same points normalised to the field of view of the whole volume the patches were cut
+          from (key ``position`` of :class:`~monai_inr.transforms.RandNexusPatchd`; read by the absolute encoding
+          only; ``None``: the patches are whole volumes, ``position = coord``); returns a dict with ``pred``
           ``(B, K, 2)`` and the auxiliary outputs of the enabled modules (see :meth:`query`).
         * dense: ``forward(image)`` with ``image`` ``(B, 2 C_in, D, H, W)`` = both modalities on one grid; returns
-          ``(B, 2, D, H, W)``, the prediction at every voxel of that grid (model-zoo ``verify_net_in_out`` and
-          TorchScript export).
+          ``(B, 2, D, H, W)``, the prediction at every voxel of that grid, taken as the whole volume (model-zoo
+          ``verify_net_in_out`` and TorchScript export).
     """
 
     def __init__(
@@ -189,6 +127,9 @@ class NexusINR(nn.Module):
         num_classes: int = 3,
         attention_window: int = 4,
         attention_heads: int = 4,
+        shifted_windows: bool = False,
+        attention_blocks: int | None = None,
+        position_encoding: Literal["absolute", "in_voxel"] = "absolute",
         pe_frequencies: int = 4,
         decoder_hidden: int = 256,
         decoder_layers: int = 4,
@@ -210,7 +151,23 @@ class NexusINR(nn.Module):
         self.encoder_spec = nn.ModuleList([get_encoder(encoder, **kw) for _ in range(2)]) if self.dual_branch else None
         self.receptive_radius = int(getattr(shared1, "receptive_radius", 0))
         hidden = int(fusion_hidden or c)
+        blocks = int(attention_blocks) if attention_blocks is not None else (2 if shifted_windows else 1)
+        if blocks < 1 or (shifted_windows and blocks < 2):
+            raise ValueError(
+                f"attention_blocks must be >= 1 (>= 2 with shifted_windows: one block cannot mix plain and shifted "
+                f"windows), got {attention_blocks}."
+            )
+        self.shifted_windows = bool(shifted_windows) and self.cross_attention
+        # block 0 keeps the parameter names of the one-block network, so its checkpoints load unchanged
         self.attention = WindowCrossAttention(c, attention_heads, attention_window) if self.cross_attention else None
+        self.extra_attention = (
+            nn.ModuleList(
+                [WindowCrossAttention(c, attention_heads, attention_window, shift=bool(shifted_windows) and k % 2 == 1)
+                 for k in range(1, blocks)]
+            )
+            if self.cross_attention and blocks > 1
+            else None
+        )
         self.window = int(attention_window) if self.cross_attention else 1
         if self.dual_branch:
             self.proj = nn.ModuleList([_mlp([2 * c, hidden, c]) for _ in range(2)])  # f_proj per modality (eq. 16)
@@ -218,7 +175,10 @@ class NexusINR(nn.Module):
         if self.segmentation:
             self.seg_heads = nn.ModuleList([_mlp([c, hidden, self.num_classes]) for _ in range(2)])  # eq. 20-21
             self.seg_fusion = nn.ModuleList([_mlp([c + self.num_classes, hidden, c]) for _ in range(2)])  # eq. 22-23
-        self.pos_enc = SubVoxelFourierEncoding(int(pe_frequencies))
+        if position_encoding not in POSITION_ENCODINGS:
+            raise ValueError(f"position_encoding must be one of {POSITION_ENCODINGS}, got {position_encoding!r}.")
+        self.position_encoding = str(position_encoding)
+        self.pos_enc = get_position_encoding(self.position_encoding, int(pe_frequencies))
         d_in = c + self.pos_enc.out_features
         self.decoders = nn.ModuleList(
             [_mlp([d_in] + [int(decoder_hidden)] * int(decoder_layers) + [1]) for _ in range(2)]
@@ -237,6 +197,12 @@ class NexusINR(nn.Module):
         """Values alive per output voxel of a tile (sampled shared/specific maps of both modalities, attention, fusion,
         positional encoding and the decoder's hidden layers), for :mod:`monai_inr.inferers.memory`."""
         return 12 * self.feature_channels + 4 * self.decoders[0][0].out_features + 64
+
+    @property
+    def attention_halo(self) -> int:
+        """Voxels of context beyond an output tile that the attention of the tile's voxels reads: half a window with
+        shifted windows, rounded up to a whole window so tiles stay aligned to the partition (0 without)."""
+        return self.window if self.shifted_windows else 0
 
     def __prepare_scriptable__(self) -> nn.Module:
         """What ``torch.jit.script`` compiles: :class:`~monai_inr.networks.export.ScriptableNexusINR`, the dense mode
@@ -277,8 +243,20 @@ class NexusINR(nn.Module):
     def attend(self, hr: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Add ``fused2`` (eq. 6) to HR maps ``{shared1, shared2, ...}`` (``shared2`` itself when attention is off)."""
         hr = dict(hr)
-        hr["fused2"] = self.attention(hr["shared2"], hr["shared1"]) if self.attention is not None else hr["shared2"]
+        fused = hr["shared2"]
+        if self.attention is not None:
+            fused = self.attention(fused, hr["shared1"])
+        if self.extra_attention is not None:
+            for block in self.extra_attention:  # plain / shifted partitions alternate with shifted_windows
+                fused = block(fused, hr["shared1"])
+        hr["fused2"] = fused
         return hr
+
+    def encoding_input(self, lr_voxel: torch.Tensor, fov_coord: torch.Tensor) -> torch.Tensor:
+        """What :attr:`pos_enc` reads for a query: ``fov_coord``, its normalised coordinate in the whole volume's field
+        of view (absolute encoding), or ``lr_voxel``, its continuous voxel index in the modality's LR grid (in-voxel
+        encoding; any whole-voxel offset, e.g. a patch start, gives the same encoding)."""
+        return fov_coord if self.position_encoding == "absolute" else lr_voxel
 
     def upsample(self, lr: dict[str, torch.Tensor], hr_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
         """Trilinear up-sampling of every LR map to ``hr_shape`` over the same field of view (eq. 4-5) + attention.
@@ -298,8 +276,9 @@ class NexusINR(nn.Module):
         Args:
             z: ``(B, K, C)`` samples of the HR maps ``shared1``, ``shared2`` (pre-attention), ``fused2`` and (with
                 ``dual_branch``) ``spec1``, ``spec2``.
-            pos1, pos2: ``(B, K, 3)`` continuous voxel indices of the points in the T1w / T2w LR grids (only their
-                position relative to the LR voxel centres matters, :class:`SubVoxelFourierEncoding`).
+            pos1, pos2: ``(B, K, 3)`` positions of the points for the T1w / T2w encodings, as
+                :meth:`encoding_input` gives them (normalised whole-volume coordinates for the absolute encoding,
+                continuous LR voxel indices for the in-voxel one).
 
         Returns:
             ``pred`` ``(B, K, 2)`` (T1w, T2w); with ``dual_branch`` ``z1_shared``, ``z2_shared`` (eq. 13, the T2w one
@@ -342,16 +321,23 @@ class NexusINR(nn.Module):
         return self.hr_shape if self.hr_shape is not None else tuple(max(s) for s in zip(*lr_shapes))
 
     def forward(
-        self, image: torch.Tensor, t2w_lr: torch.Tensor | None = None, coord: torch.Tensor | None = None
+        self,
+        image: torch.Tensor,
+        t2w_lr: torch.Tensor | None = None,
+        coord: torch.Tensor | None = None,
+        position: torch.Tensor | None = None,
     ) -> Any:
         if t2w_lr is None:
             return self.forward_dense(image)
         if coord is None:
             raise ValueError("training forward needs coord (B, K, 3) with t2w_lr.")
+        if position is not None and position.shape != coord.shape:
+            raise ValueError(f"position {tuple(position.shape)} must have the shape of coord {tuple(coord.shape)}.")
         lr_shapes = [tuple(image.shape[2:]), tuple(t2w_lr.shape[2:])]
         hr_shape = self._hr_shape(lr_shapes)
         hr = self.upsample(self.encode(image, t2w_lr), hr_shape)
-        pos = [coords.normalized_to_voxel(coord, s) for s in lr_shapes]
+        fov = coord if position is None else position.to(coord.dtype)  # both modalities cover the patch's FOV
+        pos = [self.encoding_input(coords.normalized_to_voxel(coord, s), fov) for s in lr_shapes]
         return self.query(hr, coord, pos[0], pos[1])
 
     def forward_dense(self, image: torch.Tensor) -> torch.Tensor:
@@ -364,7 +350,10 @@ class NexusINR(nn.Module):
         ci = self.in_channels
         hr = self.attend(self.encode(image[:, :ci], image[:, ci:]))
         z = {k: v.flatten(2).transpose(1, 2) for k, v in hr.items()}
-        pos = torch.zeros(b, d * h * w, 3, dtype=image.dtype, device=image.device)
+        if self.position_encoding == "absolute":  # the grid is the whole volume: its own normalised coordinates
+            pos = coords.normalized_grid((d, h, w), device=image.device).reshape(1, -1, 3).expand(b, -1, -1)
+        else:  # voxel centres: no offset from an LR voxel centre
+            pos = torch.zeros(b, d * h * w, 3, dtype=image.dtype, device=image.device)
         pred = self.decode_points(z, pos, pos)["pred"]
         return pred.transpose(1, 2).reshape(b, 2, d, h, w)
 
