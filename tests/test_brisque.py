@@ -41,17 +41,64 @@ def test_missing_package_gives_the_skip_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "brisque", None)  # import brisque -> ImportError
     monkeypatch.setattr(bq, "_MODEL", {})
     assert not brisque_available()
-    with pytest.raises(BrisqueUnavailable, match="pip install brisque==0.2.0 opencv-python-headless"):
+    with pytest.raises(BrisqueUnavailable, match="BRISQUE unavailable: .*pip install -c constraints.txt brisque==0.2.0 "
+                                                 "opencv-python-headless libsvm-official") as err:
         brisque_score(_image())
+    assert "ModuleNotFoundError" in str(err.value) and "\n" not in str(err.value)
     assert issubclass(BrisqueUnavailable, ImportError)
 
 
-def test_evaluation_records_nan_and_a_note_without_the_package(monkeypatch):
-    from monai_inr.evaluation.arrfr import ArRFREvaluationStep
+def _results(step, subject="s1"):
+    """One subject's no-reference records as :class:`ArRFREvaluationStep` would return them (no model needed)."""
+    noref = [{"subject": subject, "axis": 2, "slice": 0, "scale": 2.0, "method": m, **step._noref(_image())}
+             for m in ("ArRFR", "cubic")]
+    return {"subject": subject, "lesion": False, "noref": noref, "reference": [], "restacked": [], "roi": [],
+            "figures": {}, "brisque_note": step.brisque_note}
 
-    monkeypatch.setitem(sys.modules, "brisque", None)
-    monkeypatch.setattr(bq, "_MODEL", {})
-    step = ArRFREvaluationStep()
+
+def _report(tmp_path, step):
+    import json
+
+    from monai_inr.evaluation.arrfr import ArRFREvaluationReport
+
+    report = ArRFREvaluationReport(tmp_path, figures=False)
+    report.results.append(_results(step))
+    report.write()
+    metrics = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
+    return metrics, (tmp_path / "metrics_scale-2.csv").read_text(encoding="utf-8"), \
+        (tmp_path / "results.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("cause", ["package_missing", "turned_off"])
+def test_evaluation_reports_brisque_unavailable_with_the_reason_and_writes_no_nan(monkeypatch, tmp_path, cause):
+    from monai_inr.evaluation.arrfr import BRISQUE_DISABLED_MESSAGE, ArRFREvaluationStep
+
+    if cause == "package_missing":
+        monkeypatch.setitem(sys.modules, "brisque", None)
+        monkeypatch.setattr(bq, "_MODEL", {})
+    step = ArRFREvaluationStep(brisque=cause != "turned_off")
     scores = step._noref(_image())
-    assert np.isnan(scores["brisque"]) and np.isfinite(scores["psi"]) and np.isfinite(scores["lpc_si"])
-    assert step.brisque_note == BRISQUE_SKIP_MESSAGE
+    assert "brisque" not in scores and np.isfinite(scores["psi"]) and np.isfinite(scores["lpc_si"])
+    reason = step.brisque_note
+    assert reason.startswith("BRISQUE unavailable: ")
+    assert (BRISQUE_SKIP_MESSAGE[:-1] in reason) if cause == "package_missing" else reason == BRISQUE_DISABLED_MESSAGE
+    metrics, csv, md = _report(tmp_path, step)
+    assert metrics["metadata"]["brisque"] == reason and metrics["metadata"]["unavailable_metrics"] == {"brisque": reason}
+    assert "brisque" not in metrics["metric_keys"] and not any("brisque" in r for r in metrics["records"])
+    assert not any(k.startswith("brisque") for row in metrics["summary"] for k in row)
+    assert "brisque" not in csv.lower()  # no column at all (a one-subject SD is "nan" in every column)
+    table = md.split("## No-reference metrics", 1)[1].split("##", 1)[0]
+    assert reason in table and "The table has no BRISQUE column." in table and "| BRISQUE |" not in table
+
+
+def test_evaluation_with_the_package_scores_brisque(tmp_path):
+    if not brisque_available():
+        pytest.skip(BRISQUE_SKIP_MESSAGE)
+    from monai_inr.evaluation.arrfr import BRISQUE_METHOD_NOTE, ArRFREvaluationStep
+
+    step = ArRFREvaluationStep()
+    metrics, csv, md = _report(tmp_path, step)
+    assert step.brisque_note is None and metrics["metadata"]["brisque"] == BRISQUE_METHOD_NOTE
+    assert "unavailable_metrics" not in metrics["metadata"]
+    assert all(np.isfinite(r["brisque"]) for r in metrics["records"]) and "brisque" in csv.lower()
+    assert "BRISQUE" in md and "unavailable" not in md

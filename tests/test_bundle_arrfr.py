@@ -109,6 +109,44 @@ def test_training_without_a_vgg_checkpoint_fails_with_one_sentence(trained, tmp_
     assert not list((tmp_path / "models").glob("*.pt"))
 
 
+def _plain_vgg_file(path: Path, width: int) -> Path:
+    """A torchvision-style ``vgg16().state_dict()`` (RGB first convolution, 224x224 head) at ``width``: stands in for
+    the authors' ``vgg.pth``."""
+    from monai_inr.networks.vgg import VGG16
+
+    state = {k: v for k, v in VGG16(in_channels=3, width=width).state_dict().items() if k.startswith("features.")}
+    state["classifier.0.weight"] = torch.zeros(16, 8 * width * 7 * 7)
+    torch.save(state, path)
+    return path
+
+
+def test_training_with_mismatched_vgg_weights_fails_before_any_work(trained, tmp_path):
+    _, _, overrides = trained
+    bad = _plain_vgg_file(tmp_path / "vgg.pth", width=4)  # the bundle's VGG has width 2
+    wf = _workflow([TRAIN, QUICK], "train", "run", **{**overrides, "bundle_root": str(tmp_path / "b"),
+                                                      "vgg_weights": str(bad), "vgg_batch_norm": False})
+    with pytest.raises(Exception) as err:
+        wf.initialize()
+    sentence = assert_one_sentence_error(err.value, "set vgg_width 4")
+    assert str(bad) in sentence
+    assert not list((tmp_path / "b" / "models").glob("*.pt")) and not (tmp_path / "b" / "eval").exists()
+
+
+def test_run_with_vgg_weights_loads_them_and_skips_the_pretraining(trained, tmp_path):
+    _, _, overrides = trained
+    weights = _plain_vgg_file(tmp_path / "vgg.pth", width=2)
+    root = tmp_path / "b"
+    wf = _workflow([TRAIN, QUICK], "train", "run", **{**overrides, "bundle_root": str(root), "vgg_weights": str(weights),
+                                                      "vgg_batch_norm": False, "vgg_standardize": False})
+    _run(wf)
+    vgg = wf.parser.get_parsed_content("vgg")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in vgg.modules()) and not vgg.standardize_input
+    rgb = torch.load(weights, weights_only=True)
+    assert torch.equal(vgg.features[0].weight.cpu(), rgb["features.0.weight"].sum(dim=1, keepdim=True))
+    assert torch.equal(vgg.features[28].weight.cpu(), rgb["features.28.weight"])
+    assert (root / "models" / "model.pt").is_file() and not (root / "models" / "vgg.pt").exists()
+
+
 @pytest.mark.parametrize("scales, mode, message", [([1, 2, 8], "cubic", "outside the supported range [1, 4]"),
                                                    ([1, 2.5], "decimate", "integer factors")])
 def test_training_factors_outside_the_trained_range_fail(trained, tmp_path, scales, mode, message):
@@ -129,6 +167,13 @@ def test_evaluation_writes_tables_roi_regression_and_figures(trained):
     assert {r["scale"] for r in noref["records"]} == {2.0, 3.0}
     cubic = [r for r in noref["records"] if r["method"] == "cubic"]
     assert all(np.isfinite([r["psi"], r["lpc_si"]]).all() for r in cubic)
+    from monai_inr.metrics import brisque_available
+
+    if brisque_available():  # the test extra installs it: a real score, never a silent NaN
+        assert "brisque" in noref["metric_keys"] and all(np.isfinite(r["brisque"]) for r in cubic)
+    else:
+        assert "brisque" not in noref["metric_keys"]
+        assert noref["metadata"]["unavailable_metrics"]["brisque"].startswith("BRISQUE unavailable: ")
     ref = json.loads((out / "reference_metrics.json").read_text(encoding="utf-8"))
     assert {(r["scale"], r["method"]) for r in ref["records"]} >= {(1.0, "input"), (1.0, "ArRFR"), (2.0, "cubic"),
                                                                    (2.0, "linear"), (3.0, "ArRFR")}

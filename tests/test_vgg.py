@@ -88,3 +88,20 @@ def test_rotation_pretext_labels():
         assert d["image"].shape == (1, 3, 5) and d["label"] in (0, 2)
     same = PretextLabeld("image", task="modality")({"image": img, "label": 1})
     assert same["label"] == 1 and same["image"] is img
+
+
+def test_plain_network_has_no_batch_norm_and_sees_the_images_unchanged():
+    """The plain VGG-16 of ArRFR's public code: no batch normalisation, no input standardisation."""
+    torch.manual_seed(0)
+    plain = VGG16(width=2, batch_norm=False, standardize_input=False).eval()
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in plain.modules())
+    assert plain.tap_index == VGG16_TAPS
+    x = torch.rand(2, 1, 16, 16)
+    assert torch.equal(plain.standardize(x), x)
+    h = x
+    for layer in list(plain.features)[: VGG16_TAPS["relu2_2"] + 1]:
+        h = layer(h)
+    assert torch.equal(plain.extract(x, ["relu2_2"])[0], h)
+    standardised = VGG16(width=2, batch_norm=False).eval()
+    standardised.load_state_dict(plain.state_dict())
+    assert not torch.allclose(standardised.extract(x, ["relu2_2"])[0], h)

@@ -8,7 +8,10 @@ sodium and T2w min-max normalised per volume as in preparation):
    evaluated axis; each is fused by ArRFR from the **clean** sodium + T2w at every up-sampling factor ``r`` (output
    ``round(N r)`` pixels over the same FOV) and compared with cubic B-spline interpolation of the sodium slice onto
    the same grid; both clipped to [0, 1]; PSI, LPC-SI (:mod:`monai_inr.metrics.sharpness`) and BRISQUE
-   (:mod:`monai_inr.metrics.brisque`; NaN and a note when the optional package is absent).
+   (:mod:`monai_inr.metrics.brisque`). When BRISQUE cannot be scored (the optional package is absent, or
+   ``brisque=False``) the records carry no BRISQUE value at all: ``metrics.json`` and its CSVs have no BRISQUE column,
+   ``metrics.json``'s metadata says ``"brisque": "BRISQUE unavailable: <reason>"`` (also under
+   ``"unavailable_metrics"``) and ``results.md`` states it under the table, so no NaN column is written silently.
 2. **Reference metrics** (simulated data only, needs the truth files): the same slices are down-sampled by ``r`` with
    the training operator's FOV-preserving cubic variant (:class:`~monai_inr.transforms.CubicDownsample`; ``r = 1``:
    the clean slice itself), fused back onto the original grid, and scored with 2D PSNR/SSIM (data range 1, whole slice
@@ -51,12 +54,17 @@ from .methods import interpolate
 from .report import markdown_table, save_figure
 from .tables import ARRFR_NOREF_COLUMNS, ARRFR_REF_KEYS, Column, TableSpec
 
-__all__ = ["ArRFREvaluationStep", "ArRFREvaluationReport", "linear_fit", "select_slices", "LABEL_CSF", "LABEL_TUMOUR"]
+__all__ = ["ArRFREvaluationStep", "ArRFREvaluationReport", "linear_fit", "select_slices", "LABEL_CSF", "LABEL_TUMOUR",
+           "BRISQUE_DISABLED_MESSAGE"]
 
 log = logging.getLogger(__name__)
 
 LABEL_CSF = 1
 LABEL_TUMOUR = 5
+#: the reason recorded when the configuration turns BRISQUE off (``brisque=False``, the bundle's ``eval_brisque``)
+BRISQUE_DISABLED_MESSAGE = "BRISQUE unavailable: turned off in the configuration (eval_brisque false)."
+#: what ``metrics.json`` records about a BRISQUE column that was scored
+BRISQUE_METHOD_NOTE = "brisque 0.2.0 (8-bit RGB input)"
 _PLANE_NAMES = {0: "axis0", 1: "axis1", 2: "axis2"}
 
 
@@ -137,7 +145,9 @@ class ArRFREvaluationStep:
         noise_std: the training degradation's Rician sigma on [0, 1] (0.4).
         profile_scales: scales of the profile plot (paper: 2, 3, 4).
         montage_scales: ArRFR scales in the lesion montage (paper: 1, 2, 4).
-        brisque: score BRISQUE (skipped with a note if the optional package is missing).
+        brisque: score BRISQUE. Without it (or without the optional package) the records have no ``brisque`` key and
+            :attr:`brisque_note` gives the reason (:data:`BRISQUE_DISABLED_MESSAGE`, or the package's
+            :class:`~monai_inr.metrics.brisque.BrisqueUnavailable` message with the install command).
         restack_axis: the plane (array axis) along which whole volumes are reconstructed slice by slice for the 3D
             reference metrics of the restacked volume (``None``: skip them).
         seed: seed of the ROI slice choice and the degradation.
@@ -169,7 +179,7 @@ class ArRFREvaluationStep:
         self.montage_scales = tuple(float(s) for s in montage_scales)
         self.use_brisque = bool(brisque)
         self.restack_axis = None if restack_axis is None else int(restack_axis)
-        self.brisque_note: str | None = None
+        self.brisque_note: str | None = None if self.use_brisque else BRISQUE_DISABLED_MESSAGE
         self.seed = int(seed)
         self.keys = {"sodium": "sodium", "t2w": "t2w", "truth": "truth", "labels": "labels", **(keys or {})}
         self._count = 0
@@ -193,21 +203,21 @@ class ArRFREvaluationStep:
         """(Bi)linear interpolation of a slice (the trilinear baseline of the 3D bundles, in-plane)."""
         return np.clip(interpolate(image, out_shape, "linear"), 0.0, 1.0)
 
-    def _brisque(self, image: np.ndarray) -> float:
+    def _brisque(self, image: np.ndarray) -> dict[str, float]:
+        """``{"brisque": score}``, or ``{}`` when BRISQUE is unavailable (the reason in :attr:`brisque_note`)."""
         if not self.use_brisque:
-            return math.nan
+            return {}
         try:
-            return brisque_score(image, data_range=1.0)
-        except BrisqueUnavailable:
-            if self.brisque_note is None:
-                self.brisque_note = BRISQUE_SKIP_MESSAGE
-                log.warning(BRISQUE_SKIP_MESSAGE)
+            return {"brisque": brisque_score(image, data_range=1.0)}
+        except BrisqueUnavailable as e:
+            self.brisque_note = str(e) or BRISQUE_SKIP_MESSAGE
+            log.warning(self.brisque_note)
             self.use_brisque = False
-            return math.nan
+            return {}
 
     def _noref(self, image: np.ndarray) -> dict[str, float]:
         clipped = np.clip(image, 0.0, 1.0)
-        return {"psi": psi(clipped), "lpc_si": lpc_si(clipped, data_range=1.0), "brisque": self._brisque(clipped)}
+        return {"psi": psi(clipped), "lpc_si": lpc_si(clipped, data_range=1.0), **self._brisque(clipped)}
 
     @staticmethod
     def calibrate(sodium: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
@@ -452,15 +462,19 @@ class ArRFREvaluationReport:
         stacked = [r for res in self.results for r in res.get("restacked", [])]
         roi = [p for res in self.results for p in res["roi"]]
         notes = sorted({res["brisque_note"] for res in self.results if res.get("brisque_note")})
+        scored = any("brisque" in r for r in noref)
         meta = {**self.metadata, "subjects": [res["subject"] for res in self.results],
-                "brisque": notes[0] if notes else "brisque 0.2.0 (8-bit RGB input)"}
+                "brisque": BRISQUE_METHOD_NOTE if scored else (notes[0] if notes else BRISQUE_SKIP_MESSAGE)}
+        if not scored:
+            meta["unavailable_metrics"] = {"brisque": meta["brisque"]}
+        noref_keys = [k for k in self.NOREF_KEYS if scored or k != "brisque"]
         files: dict[str, Any] = {}
         for r in noref + ref + stacked:
             if r["method"] == "ArRFR":
                 r["method"] = self.method_name
         if noref:
-            files["metrics"] = write_metrics(_subject_means(noref, self.NOREF_KEYS), out, prefix="metrics",
-                                             metric_keys=list(self.NOREF_KEYS), metadata={
+            files["metrics"] = write_metrics(_subject_means(noref, noref_keys), out, prefix="metrics",
+                                             metric_keys=noref_keys, metadata={
                                                  **meta, "protocol": "no-reference: clean sodium + T2w fused at x r "
                                                  "vs cubic B-spline of the sodium; per-subject means over slices"})
         if ref:
@@ -504,12 +518,13 @@ class ArRFREvaluationReport:
         group = ("scale", "method")
         order = lambda k: (float(k[0]), str(k[1]))  # noqa: E731
         if noref:
-            spec = TableSpec("metrics", "## No-reference metrics (PSI up, LPC-SI up, BRISQUE down)",
-                             ARRFR_NOREF_COLUMNS, group)
-            means = _subject_means(noref, self.NOREF_KEYS)
+            unavailable = meta.get("unavailable_metrics", {})
+            columns = tuple(c for c in ARRFR_NOREF_COLUMNS if c.key not in unavailable)
+            spec = TableSpec("metrics", "## No-reference metrics (PSI up, LPC-SI up, BRISQUE down)", columns, group,
+                             note=" ".join(f"{unavailable[c.key]} The table has no {c.label} column." for c in
+                                           ARRFR_NOREF_COLUMNS if c.key in unavailable))
+            means = _subject_means(noref, spec.metric_keys)
             lines.append(markdown_table(summarize(means, group, spec.metric_keys), spec, order, heading=True))
-            if meta.get("brisque", "").startswith("BRISQUE skipped"):
-                lines += [meta["brisque"], ""]
         for recs, title in ((ref, "## Reference metrics (synthetic truth)"),
                             (stacked, "## Restacked volumes, 3D reference metrics (slices along axis {axis})")):
             if not recs:

@@ -2,9 +2,10 @@
 2012) through the optional ``brisque`` package (0.2.0), which ships its SVM model and normalisation parameters and
 needs ``opencv-python-headless`` and ``libsvm-official``. Lower = more natural.
 
-The package is an optional dependency (extra ``brisque``): :func:`brisque_available` says whether it imports, and
-:func:`brisque_score` raises :class:`BrisqueUnavailable` (an ``ImportError``) with the install command when it does not.
-Evaluations catch that and record the metric as skipped with :data:`BRISQUE_SKIP_MESSAGE`.
+The package is an optional dependency (extra ``brisque``, also part of the ``test`` extra that ``make install``
+installs): :func:`brisque_available` says whether it imports, and :func:`brisque_score` raises
+:class:`BrisqueUnavailable` (an ``ImportError``) whose message is :data:`BRISQUE_SKIP_MESSAGE` plus the import error.
+Evaluations catch that and report the metric as unavailable with that reason, never as a silent NaN.
 
 Input convention (the package's): 8-bit RGB. A 2D image is clipped to ``[0, data_range]``, mapped to ``uint8`` and
 repeated over three channels. A constant image has no natural-scene statistics: the score is NaN (documented, not an
@@ -22,8 +23,9 @@ import numpy as np
 __all__ = ["BrisqueUnavailable", "brisque_available", "brisque_score", "BRISQUE_SKIP_MESSAGE", "to_uint8_rgb"]
 
 BRISQUE_SKIP_MESSAGE = (
-    "BRISQUE skipped: the optional packages are not installed; install them with "
-    "`pip install brisque==0.2.0 opencv-python-headless` (or the project's extra `.[brisque]`)."
+    "BRISQUE unavailable: the optional packages are not installed; install them with "
+    "`pip install -c constraints.txt brisque==0.2.0 opencv-python-headless libsvm-official` (or the project's extra "
+    "`.[brisque]`)."
 )
 
 
@@ -41,7 +43,7 @@ def _model():
                 warnings.simplefilter("ignore")
                 from brisque import BRISQUE
         except Exception as e:  # ImportError, or OpenCV/libsvm failing to load
-            raise BrisqueUnavailable(f"{BRISQUE_SKIP_MESSAGE} ({type(e).__name__}: {e})") from e
+            raise BrisqueUnavailable(f"{BRISQUE_SKIP_MESSAGE[:-1]} ({type(e).__name__}: {e}).") from e
         _MODEL["obj"] = BRISQUE(url=False)
     return _MODEL["obj"]
 

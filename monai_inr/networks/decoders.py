@@ -269,8 +269,8 @@ class LIIFDecoder(nn.Module):
       predictions are blended with weights equal to the area (volume) of the rectangle between ``x`` and the
       *diagonally opposite* latent centre, normalised to sum to one;
     * ``f`` is an MLP with ``num_layers`` linear layers of width ``hidden`` and a ReLU after every hidden layer, linear
-      output (LIIF: 5 layers of 256 for RGB; ArRFR paper: 5 layers of 128 -> 1 (2308 -> 128 x 4 -> 1); the public ArRFR
-      code has 4).
+      output (LIIF: 5 layers of 256 for RGB; ArRFR paper and public code: 5 layers of 128 -> 1
+      (2308 -> 128 x 4 -> 1, the code's ``hidden_list [128] * 4``: four hidden layers, five linear layers).
 
     **Exact first-layer factorisation.** The first linear layer applied to ``[unfold(M)[v], rel, cell]`` is
     ``W_f unfold(M)[v] + W_r rel + W_c cell + b``. Because the lookup is a nearest gather, ``W_f unfold(M)[v]`` equals

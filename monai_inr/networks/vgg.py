@@ -16,7 +16,13 @@ relu4_3 = 22 (and relu5_3 = 29). Differences from the ImageNet network, all deli
   ``Linear(8 * width, classifier_hidden) -> ReLU -> Dropout -> Linear(classifier_hidden, num_classes)``, so any input
   size works; the head only serves the pre-training task, the perceptual losses use the convolutional taps;
 * inputs are standardised inside the network with fixed ``input_mean``/``input_std`` buffers (0.5/0.5 maps [0, 1]
-  images to [-1, 1]), so callers pass [0, 1] images.
+  images to [-1, 1]), so callers pass [0, 1] images; ``standardize_input=False`` passes them unchanged;
+* ``batch_norm=True`` adds a batch normalisation after every convolution (the in-house default of the ArRFR bundle).
+
+``VGG16(batch_norm=False, standardize_input=False)`` is the plain VGG-16 of ArRFR's public code (Yang et al. 2025,
+section 3.3: a VGG-16 with a one-channel first convolution, no batch normalisation, images fed as they are), whose
+``features`` state-dict keys are torchvision's; :func:`monai_inr.networks.vgg_weights.load_vgg16_weights` loads such
+a file (e.g. the authors' ``vgg.pth``, if a user has it).
 
 No pretrained weights are shipped or downloaded: ImageNet weights cannot be fetched here, and ArRFR pre-trains its
 VGG on a shuffled set of sodium and T2w slices (section 3.3); the ArRFR bundle's ``pretraining`` section does that.
@@ -58,6 +64,8 @@ class VGG16(nn.Module):
         classifier_hidden: width of the head's hidden layer.
         dropout: dropout before the last linear layer of the head.
         input_mean, input_std: fixed input standardisation ``(x - mean) / std`` applied first.
+        standardize_input: apply that standardisation (``False``: the plain VGG-16 of ArRFR's public code, which
+            sees the images as they are; ``input_mean``/``input_std`` are then ignored).
         batch_norm: a batch normalisation after every convolution (the "VGG-16-BN" variant; the taps keep their names
             and sit after the ReLUs, i.e. at other ``features`` indices than :data:`VGG16_TAPS`). Trained from scratch
             on a CPU budget the plain network stays at chance level for many epochs; with batch normalisation it
@@ -78,6 +86,7 @@ class VGG16(nn.Module):
         input_mean: float = 0.5,
         input_std: float = 0.5,
         batch_norm: bool = False,
+        standardize_input: bool = True,
     ) -> None:
         super().__init__()
         if width < 1 or in_channels < 1 or num_classes < 1:
@@ -104,6 +113,7 @@ class VGG16(nn.Module):
                 c = out
         self.features = nn.Sequential(*layers)
         self.batch_norm = bool(batch_norm)
+        self.standardize_input = bool(standardize_input)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
             nn.Flatten(1),
@@ -150,8 +160,11 @@ class VGG16(nn.Module):
         return int(conv.out_channels)
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - input_mean) / input_std`` (``x`` itself when ``standardize_input`` is off), after a shape check."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"VGG16 expects (B, {self.in_channels}, H, W) images, got {tuple(x.shape)}.")
+        if not self.standardize_input:
+            return x
         return (x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype)
 
     def extract(self, x: torch.Tensor, taps: Sequence[str] | None = None) -> list[torch.Tensor]:

@@ -53,7 +53,8 @@ class ArRFR(nn.Module):
         attention_kernel: CBAM spatial-attention kernel (7, eq. 2).
         use_attention: CBAM on the concatenated features (``False``: plain concatenation, an ablation).
         decoder_hidden: MLP width (128).
-        decoder_layers: linear layers of the MLP (5 in the paper; 4 in the public code).
+        decoder_layers: linear layers of the MLP (5 in the paper and in the public code, whose ``hidden_list
+            [128] * 4`` gives four hidden layers, i.e. five linear layers).
         feat_unfold, local_ensemble, cell_decode: LIIF options (all on in the paper).
         output_activation: decoder output activation (``None``: linear; the paper does not clamp).
         chunk_size: queries per decoder call on the whole-grid path.
