@@ -393,3 +393,46 @@ def test_per_item_scale_key_for_evaluation_datalists():
         t({"image": x})
     with pytest.raises(ValueError, match="scale_key"):
         CubicDownsampled("image")
+
+
+# ------------------------------------------------------------------------------------------------ complex images
+
+
+def test_smooth_phase_keeps_magnitude_and_geometry_and_is_smooth():
+    from monai_inr.transforms import RandSmoothPhase, RandSmoothPhased
+
+    aff = oblique_affine()
+    mag = MetaTensor(0.2 + torch.rand(2, 64, 48, 6), affine=aff)
+    out = RandSmoothPhase(amplitude=1.0, seed=3)(mag)
+    assert out.shape == (4, 64, 48, 6)
+    np.testing.assert_allclose(np.asarray(out.affine), np.asarray(aff))
+    z = torch.complex(out[0::2].as_tensor(), out[1::2].as_tensor())
+    torch.testing.assert_close(z.abs(), mag.as_tensor(), atol=1e-6, rtol=1e-6)
+    phase = torch.angle(z[0] * torch.exp(-1j * torch.angle(z[0, 32, 24, 3])))
+    assert float(phase.std()) > 0.3  # a real phase field, not a constant
+    step = torch.angle(z[0, 1:] * z[0, :-1].conj()).abs().max()
+    assert float(step) < 0.5  # smooth: under 0.5 rad between neighbouring voxels (a random phase: up to pi)
+    again = RandSmoothPhase(amplitude=1.0, seed=3)(mag)
+    assert torch.equal(again.as_tensor(), out.as_tensor())
+    d = RandSmoothPhased(["image", "reference"], seed=0)({"image": mag[:1], "reference": mag[:1]})
+    assert d["image"].shape == (2, 64, 48, 6) and not torch.allclose(d["image"], d["reference"])
+    with pytest.raises(ValueError, match="amplitude"):
+        RandSmoothPhase(amplitude=-1.0)
+
+
+def test_complex_rician_noise_is_complex_gaussian_with_the_snr_of_the_magnitude():
+    from monai_inr.transforms import RandRicianNoiseSNR
+
+    torch.manual_seed(0)
+    re = torch.full((1, 64, 64, 8), 0.6)
+    im = torch.full((1, 64, 64, 8), 0.8)  # magnitude 1
+    clean = torch.cat([re, im])
+    t = RandRicianNoiseSNR(snr_range=20.0, complex_input=True)
+    t.set_random_state(1)
+    out = t(clean, reference=1.0)
+    noise = out.as_tensor() - clean
+    assert out.shape == (2, 64, 64, 8)
+    assert abs(float(noise.std()) - 0.05) < 0.002 and abs(float(noise.mean())) < 0.002  # sigma = 1 / 20 per component
+    assert abs(float(t.last["sigma"]) - 0.05) < 1e-9
+    with pytest.raises(ValueError, match="channel pairs"):
+        t(torch.rand(3, 8, 8, 8), reference=1.0)

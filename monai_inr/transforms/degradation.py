@@ -59,6 +59,8 @@ __all__ = [
     "RandRicianNoiseSNRd",
     "PhysicalAcquisition",
     "PhysicalAcquisitiond",
+    "RandSmoothPhase",
+    "RandSmoothPhased",
 ]
 
 
@@ -677,13 +679,18 @@ class RandRicianNoiseSNR(Randomizable, Transform):
     metadata plus :data:`~monai_inr.transforms.utils.NOISE_SIGMA_KEY`, :data:`SNR_KEY` and
     :data:`NOISE_REFERENCE_KEY`); ``self.last`` holds the same numbers. Inputs are not modified. The noise draw uses
     ``self.R`` (``set_random_state`` makes it deterministic).
+
+    ``complex_input``: the channels are (real, imaginary) pairs of a complex image; complex Gaussian noise of standard
+    deviation ``sigma`` per component is added and the result stays complex (its magnitude is Rician), the white
+    matter reference measured on the magnitude.
     """
 
     backend = [TransformBackends.TORCH]
 
     def __init__(self, snr_range: float | Sequence[float] = (10.0, 40.0), prob: float = 1.0, log_uniform: bool = True,
-                 wm_label: int = 3, quantile: float = 0.8) -> None:
+                 wm_label: int = 3, quantile: float = 0.8, complex_input: bool = False) -> None:
         self.snr_range = _as_snr_range(snr_range)
+        self.complex_input = bool(complex_input)
         if not 0.0 <= float(prob) <= 1.0:
             raise ValueError(f"RandRicianNoiseSNR: prob must be in [0, 1], got {prob}.")
         self.prob = float(prob)
@@ -712,11 +719,18 @@ class RandRicianNoiseSNR(Randomizable, Transform):
         if snr is None:
             self.last = {"snr": None, "sigma": None, "reference": reference}
             return _record_noise(wrap_output(t, data.clone(), a), None, None, reference)
+        if self.complex_input and data.shape[0] % 2:
+            raise ValueError(f"RandRicianNoiseSNR: complex_input needs (real, imag) channel pairs, got {data.shape[0]}.")
+        magnitude = torch.sqrt(data[0::2] ** 2 + data[1::2] ** 2) if self.complex_input else data
         ref = float(reference) if reference is not None else white_matter_reference(
-            data, mask, label, self.wm_label, self.quantile)
+            magnitude, mask, label, self.wm_label, self.quantile)
         sigma = max(ref, 1e-12) / snr
-        g = torch.from_numpy(self.R.standard_normal((2, *data.shape)).astype(np.float32)).to(data.device)
-        out = torch.sqrt((data + sigma * g[0]) ** 2 + (sigma * g[1]) ** 2)
+        if self.complex_input:  # complex Gaussian noise on the complex image; its magnitude is Rician
+            g = torch.from_numpy(self.R.standard_normal(tuple(data.shape)).astype(np.float32)).to(data.device)
+            out = data + sigma * g
+        else:
+            g = torch.from_numpy(self.R.standard_normal((2, *data.shape)).astype(np.float32)).to(data.device)
+            out = torch.sqrt((data + sigma * g[0]) ** 2 + (sigma * g[1]) ** 2)
         self.last = {"snr": snr, "sigma": sigma, "reference": ref}
         return _record_noise(wrap_output(t, out, a, description=f"rician_snr({snr:.3g})"), sigma, snr, ref)
 
@@ -735,9 +749,9 @@ class RandRicianNoiseSNRd(Randomizable, MapTransform):
     def __init__(self, keys: KeysCollection, snr_range: float | Sequence[float] = (10.0, 40.0), prob: float = 1.0,
                  log_uniform: bool = True, label_key: str | None = None, mask_key: str | None = None,
                  reference_key: str | None = None, wm_label: int = 3, quantile: float = 0.8,
-                 allow_missing_keys: bool = False) -> None:
+                 complex_input: bool = False, allow_missing_keys: bool = False) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
-        self.noise = RandRicianNoiseSNR(snr_range, prob, log_uniform, wm_label, quantile)
+        self.noise = RandRicianNoiseSNR(snr_range, prob, log_uniform, wm_label, quantile, complex_input)
         self.label_key, self.mask_key, self.reference_key = label_key, mask_key, reference_key
 
     def set_random_state(self, seed=None, state=None):
@@ -783,6 +797,77 @@ def _smooth_phase(rng: np.random.RandomState, shape: Sequence[int], amplitude: f
         field = np.tensordot(field, bases[axis].astype(np.float32 if axis == nd - 1 else np.float64), axes=([0], [1]))
     rms = float(np.sqrt((field**2).mean())) or 1.0
     return (rng.uniform(-np.pi, np.pi) + amplitude * field / rms).astype(np.float32)
+
+
+class RandSmoothPhase(Randomizable, Transform):
+    """A magnitude image made complex with a smooth random phase: the complex image an MR acquisition records.
+
+    A reconstructed MR image is complex; its phase varies smoothly over the field of view (B0 off-resonance, coil and
+    receiver phase). Dual-ArbNet (Zhang et al., MICCAI 2023) trains and tests on complex data, so its k-space
+    truncation acts on ``m(x) exp(i phi(x))``, not on the magnitude ``m``. ``phi`` is a random global phase plus a
+    low-order cosine field of RMS ``amplitude`` radians (the field of :class:`PhysicalAcquisition`'s
+    ``random_phase``), drawn per call. Output: ``2C`` channels, (real, imaginary) per input channel
+    (``re_0, im_0, re_1, im_1, ...``, the convention of :class:`KSpaceCrop`'s ``complex_input``), float32, the input's
+    metadata and affine kept. The magnitude of the output is the input.
+
+    Args:
+        amplitude: RMS of the spatially varying phase (radians) over the image.
+        n_basis: cosine terms per axis (3: up to one cycle across the field of view).
+        seed: seed of the draws (``None``: the default stream, or ``set_random_state`` later).
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, amplitude: float = 1.0, n_basis: int = 3, seed: int | None = None) -> None:
+        if not (np.isfinite(amplitude) and amplitude >= 0):
+            raise ValueError(f"RandSmoothPhase: amplitude must be a finite number >= 0 (radians), got {amplitude}.")
+        if int(n_basis) < 1:
+            raise ValueError(f"RandSmoothPhase: n_basis must be >= 1, got {n_basis}.")
+        self.amplitude, self.n_basis = float(amplitude), int(n_basis)
+        self._seed = 0
+        if seed is not None:
+            self.set_random_state(seed)
+
+    def randomize(self, data=None) -> None:
+        self._seed = int(self.R.randint(0, 2**31 - 1))
+
+    def __call__(self, img, randomize: bool = True):
+        t, a = prepare_image(img, None)
+        if randomize:
+            self.randomize()
+        data = (t.as_tensor() if hasattr(t, "as_tensor") else t).float()
+        phase = torch.from_numpy(_smooth_phase(np.random.RandomState(self._seed), tuple(data.shape[1:]),
+                                               self.amplitude, self.n_basis)).to(data.device)
+        out = torch.stack([data * torch.cos(phase), data * torch.sin(phase)], dim=1).reshape(-1, *data.shape[1:])
+        return wrap_output(t, out.contiguous(), a, description="smooth_phase")
+
+
+class RandSmoothPhased(Randomizable, MapTransform):
+    """Dictionary-based :class:`RandSmoothPhase`: an independent phase for every key (each contrast of a scan has its
+    own phase)."""
+
+    backend = RandSmoothPhase.backend
+
+    def __init__(self, keys: KeysCollection, amplitude: float = 1.0, n_basis: int = 3, seed: int | None = None,
+                 allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        self.phase = RandSmoothPhase(amplitude, n_basis)
+        if seed is not None:
+            self.set_random_state(seed)
+
+    def set_random_state(self, seed=None, state=None):
+        super().set_random_state(seed, state)
+        self.phase.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data=None) -> None:
+        self.phase.randomize()
+
+    def __call__(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.phase(d[key])
+        return d
 
 
 def _profile_along(z: torch.Tensor, axis: int, n_out: int, profile: str, thickness: float | None) -> torch.Tensor:
