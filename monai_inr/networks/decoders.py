@@ -8,6 +8,7 @@ References:
 from __future__ import annotations
 
 import itertools
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -227,7 +228,18 @@ __all__ += ["ImplicitFusionDecoder"]
 # LIIF local implicit function (2D, 3D optional): LIIF itself and ArRFR's decoder.
 # ---------------------------------------------------------------------------------------------------------------------
 
-__all__ += ["LIIFDecoder", "unfold_features"]
+__all__ += ["LIIFDecoder", "unfold_features", "output_query_grid"]
+
+
+def output_query_grid(
+    output_shape: Sequence[int], device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """LIIF's query coordinates and cells for an output grid over the input's FOV: ``(K, d)`` cell-centred normalised
+    coordinates of every output pixel (C order) and ``(K, d)`` cells ``2 / N_out`` per axis."""
+    shape = tuple(int(n) for n in output_shape)
+    grid = coords.normalized_grid(shape, device=device, dtype=dtype)
+    cell = coords.cell_size(shape, device=device, dtype=dtype).expand(grid.shape[0], len(shape))
+    return grid, cell
 
 
 def unfold_features(features: torch.Tensor) -> torch.Tensor:
@@ -408,6 +420,21 @@ class LIIFDecoder(nn.Module):
             return self.body(h)
 
         return self._blend(latent, coord, cell, head)
+
+    def decode_grid(self, latent: torch.Tensor, output_shape: Sequence[int], chunk_size: int = 65536) -> torch.Tensor:
+        """Values on a whole output grid over the latent grid's field of view: ``(B, out_channels, *output_shape)``,
+        queried at the cell-centred pixel centres with their cells (:func:`output_query_grid`), ``chunk_size``
+        queries at a time."""
+        b = latent.shape[0]
+        out_shape = tuple(int(s) for s in output_shape)
+        grid, cells = output_query_grid(out_shape, latent.device, latent.dtype)
+        parts = []
+        for start in range(0, grid.shape[0], int(chunk_size)):
+            q = grid[start : start + int(chunk_size)].unsqueeze(0).expand(b, -1, -1)
+            c = cells[start : start + int(chunk_size)].unsqueeze(0).expand(b, -1, -1)
+            parts.append(self.query(latent, q, c))
+        values = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        return values.transpose(1, 2).reshape(b, self.out_channels, *out_shape)
 
     def forward(self, features: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor | None = None) -> torch.Tensor:
         """``query(project(features), coord, cell)``: ``(B, K, out_channels)``."""

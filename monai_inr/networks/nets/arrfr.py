@@ -21,22 +21,11 @@ import torch.nn as nn
 from monai_inr import coords
 from monai_inr.errors import InputError
 from monai_inr.networks.blocks import CBAM
-from monai_inr.networks.decoders import LIIFDecoder
+from monai_inr.networks.decoders import LIIFDecoder, output_query_grid
 from monai_inr.networks.encoders import get_encoder
 from monai_inr.networks.export import ScriptableArRFR, refuse_trace
 
-__all__ = ["ArRFR", "output_query_grid"]
-
-
-def output_query_grid(
-    output_shape: Sequence[int], device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """LIIF's query coordinates and cells for an output grid over the input's FOV: ``(K, d)`` cell-centred normalised
-    coordinates of every output pixel (C order) and ``(K, d)`` cells ``2 / N_out`` per axis."""
-    shape = tuple(int(n) for n in output_shape)
-    grid = coords.normalized_grid(shape, device=device, dtype=dtype)
-    cell = coords.cell_size(shape, device=device, dtype=dtype).expand(grid.shape[0], len(shape))
-    return grid, cell
+__all__ = ["ArRFR", "output_query_grid"]  # output_query_grid: re-exported from decoders
 
 
 class ArRFR(nn.Module):
@@ -187,7 +176,6 @@ class ArRFR(nn.Module):
                 "and resample the T2w onto the sodium grid first."
             )
         latent = self.encode(image, reference)
-        b = latent.shape[0]
         if coord is not None:
             if cell is None and self.decoder.cell_decode:
                 raise ValueError("pass cell (B, K, 2) together with coord.")
@@ -196,13 +184,4 @@ class ArRFR(nn.Module):
         in_shape = tuple(int(s) for s in latent.shape[2:])
         if output_shape is None:
             output_shape = coords.scaled_shape(in_shape, self.default_scale if scale is None else scale)
-        out_shape = tuple(int(s) for s in output_shape)
-        grid, cells = output_query_grid(out_shape, latent.device, latent.dtype)
-        n = grid.shape[0]
-        parts = []
-        for start in range(0, n, self.chunk_size):
-            q = grid[start : start + self.chunk_size].unsqueeze(0).expand(b, -1, -1)
-            c = cells[start : start + self.chunk_size].unsqueeze(0).expand(b, -1, -1)
-            parts.append(self.decode(latent, q, c))
-        values = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-        return values.transpose(1, 2).reshape(b, self.out_channels, *out_shape)
+        return self.decoder.decode_grid(latent, output_shape, self.chunk_size)

@@ -22,7 +22,6 @@ from monai_inr import coords
 from monai_inr.networks.decoders import LIIFDecoder
 from monai_inr.networks.encoders import get_encoder
 from monai_inr.networks.export import refuse_trace
-from monai_inr.networks.nets.arrfr import output_query_grid
 
 __all__ = ["LIIF"]
 
@@ -108,16 +107,7 @@ class LIIF(nn.Module):
         if image.ndim != 4 or image.shape[1] != self.in_channels:
             raise ValueError(f"LIIF expects (B, {self.in_channels}, h, w) images, got {tuple(image.shape)}.")
         latent = self.encode(image)
-        b = latent.shape[0]
-        in_shape = tuple(int(s) for s in latent.shape[2:])
         if output_shape is None:
+            in_shape = tuple(int(s) for s in latent.shape[2:])
             output_shape = coords.scaled_shape(in_shape, self.default_scale if scale is None else scale)
-        out_shape = tuple(int(s) for s in output_shape)
-        grid, cells = output_query_grid(out_shape, latent.device, latent.dtype)
-        parts = []
-        for start in range(0, grid.shape[0], self.chunk_size):
-            q = grid[start : start + self.chunk_size].unsqueeze(0).expand(b, -1, -1)
-            c = cells[start : start + self.chunk_size].unsqueeze(0).expand(b, -1, -1)
-            parts.append(self.decoder.query(latent, q, c))
-        values = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-        return values.transpose(1, 2).reshape(b, self.out_channels, *out_shape)
+        return self.decoder.decode_grid(latent, output_shape, self.chunk_size)
