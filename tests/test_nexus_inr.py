@@ -226,3 +226,18 @@ def test_memory_plan_follows_the_one_peak_rule():
     per_voxel = encoder_bytes_per_voxel(net)
     voxels = _plan_encoder_voxels(net, lr, out, 8, (base + 200_000 * per_voxel) / GB, "cpu", None)
     assert abs(voxels - 200_000) <= 8 * 1024**2 / per_voxel < 50_000
+
+
+def test_memory_plan_counts_the_attention_context_of_shifted_windows():
+    """With shifted windows a tile's attention runs over one window of context per side: the tile working set is
+    that of the larger block, so the planner never promises memory the run then exceeds."""
+    from monai_inr.inferers.memory import decoder_bytes_per_query
+    from monai_inr.inferers.nexus import plan_memory
+
+    lr, out = [(40, 40, 10), (40, 10, 40)], (40, 40, 40)
+    plain, shifted = tiny(), tiny(shifted_windows=True)
+    assert shifted.attention_halo == shifted.window > 0 and plain.attention_halo == 0
+    p0 = plan_memory(plain, lr, out, tile_size=8, in_use=0.0)
+    p1 = plan_memory(shifted, lr, out, tile_size=8, in_use=0.0)
+    assert p0["tile"] == pytest.approx(8**3 * decoder_bytes_per_query(plain))
+    assert p1["tile"] == pytest.approx((8 + 2 * shifted.window) ** 3 * decoder_bytes_per_query(shifted))

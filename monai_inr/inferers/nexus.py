@@ -93,7 +93,8 @@ def plan_memory(
     """Predicted peak bytes of :func:`predict_volume` by the one rule of
     :func:`~monai_inr.inferers.memory.estimate_peak_bytes`: the LR feature maps are held throughout (counted as in
     use); the encoder (whole volume, or tiles of ``encoder_voxels`` voxels including their halo) and the output tiles
-    (``tile_size ** 3`` queries at once) work one after the other, so the peak is the larger of the two phases; the
+    (``tile_size ** 3`` queries at once, ``(tile_size + 2 * attention_halo) ** 3`` with shifted windows) work one
+    after the other, so the peak is the larger of the two phases; the
     two output volumes (prediction and its inverse z-score) are counted in both. ``in_use`` is the process's resident
     set (default: measured now).
 
@@ -104,7 +105,9 @@ def plan_memory(
     maps = 2 if net.dual_branch else 1
     n_lr = [int(np.prod(s)) for s in lr_shapes]
     enc_voxels = max(n_lr) if encoder_voxels is None else min(max(n_lr), int(encoder_voxels))
-    queries = int(tile_size) ** 3
+    # with shifted windows a tile's attention also runs over one window of context per side
+    # (:attr:`~monai_inr.networks.nets.NexusINR.attention_halo`): its working set is counted over the larger block
+    queries = (int(tile_size) + 2 * int(getattr(net, "attention_halo", 0))) ** 3
     output_values = 2 * int(np.prod(output_shape))
     rss = float(psutil.Process().memory_info().rss) if in_use is None else float(in_use)
     feature_maps = float(maps * net.feature_channels * sum(n_lr) * 4)
