@@ -223,3 +223,21 @@ def test_bad_input_fails_with_one_sentence_and_writes_nothing(trained, tmp_path,
         _infer(root, overrides, **kw)
     assert_one_sentence_error(err.value, message)
     assert_empty_or_absent(tmp_path / "out")
+
+
+def test_cpu_profile_trains_on_realistic_anatomy(tmp_path):
+    """``cpu.json``: the quick network on the realistic Nexus set (held-out real anatomy, thick-slice scans)."""
+    from monai_inr.data import anatomy as A
+
+    if not A.colin27_available():
+        pytest.skip("the Colin27 brain is not installed (Debian package mricron-data, or set MONAI_INR_COLIN27_DIR)")
+    parser = ConfigParser()
+    parser.read_config([TRAIN, FILES.config("cpu")])
+    parser.update({"bundle_root": str(tmp_path), "data_spacing": 6.0, "num_train_subjects": 1, "num_val_subjects": 1,
+                   "num_test_subjects": 0})
+    doc = json.loads(Path(parser.get_parsed_content("datalist")).read_text(encoding="utf-8"))
+    assert doc["metadata"]["parameters"]["source"] == "realistic"
+    assert [len(doc[s]) for s in ("training", "validation", "test")] == [1, 1, 0]
+    quick = ConfigParser()
+    quick.read_config([TRAIN, QUICK])
+    assert parser["encoder_kwargs"] == quick["encoder_kwargs"] and parser["epochs"] == quick["epochs"]

@@ -173,3 +173,33 @@ def test_missing_labels_with_segmentation_on_is_an_input_error(dataset):
     with pytest.raises(InputError, match="segmentation-enhanced learning is on"):
         check_nexus_datalist(no_label, segmentation=True)
     assert check_nexus_datalist(no_label, segmentation=False) == no_label
+
+
+def test_realistic_dataset_is_the_nexus_layout_on_real_anatomy(tmp_path):
+    """The realistic Nexus set: held-out real anatomy (training and test from different hemispheres), the same
+    thick-slice scans, padding, field of view and labels as the synthetic set."""
+    from monai_inr.data import anatomy as A
+    from monai_inr.data.nexus import build_nexus_realistic_dataset
+
+    if not A.colin27_available():
+        pytest.skip("the Colin27 brain is not installed (Debian package mricron-data, or set MONAI_INR_COLIN27_DIR)")
+    path = build_nexus_realistic_dataset(tmp_path / "nx", num_train=1, num_val=0, num_test=1, spacing=6.0)
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    assert [len(doc[s]) for s in ("training", "validation", "test")] == [1, 0, 1]
+    hr_doc = json.loads((tmp_path / "nx" / "hr" / "datalist.json").read_text(encoding="utf-8"))
+    assert hr_doc["metadata"]["parameters"]["holdout"] == "hemisphere"
+    assert doc["metadata"]["parameters"]["hr"] == hr_doc["metadata"]["parameters"]
+    for item in (doc["training"][0], doc["test"][0]):
+        assert set(item) == {"subject", *KEYS}
+        hr, l1, l2 = nib.load(item["t1w"]), nib.load(item["t1w_lr"]), nib.load(item["t2w_lr"])
+        assert hr.shape[2] % 2 == 0 and hr.shape[1] % 4 == 0
+        assert l1.shape == (hr.shape[0], hr.shape[1], hr.shape[2] // 2)
+        assert l2.shape == (hr.shape[0], hr.shape[1] // 4, hr.shape[2])
+        for lr in (l1, l2):
+            for a, b in zip(_edges(hr), _edges(lr)):
+                np.testing.assert_allclose(a, b, atol=1e-4)
+        lab = np.asarray(nib.load(item["label"]).dataobj)
+        assert set(np.unique(lab).tolist()) <= {0, 1, 2} and (lab == 1).any()
+    src = nib.load(hr_doc["test"][0]["t2w"]).get_fdata()
+    assert np.allclose(nib.load(doc["test"][0]["t2w"]).get_fdata()[tuple(slice(0, n) for n in src.shape)], src)
+    assert build_nexus_realistic_dataset(tmp_path / "nx", num_train=1, num_val=0, num_test=1, spacing=6.0) == path

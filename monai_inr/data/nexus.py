@@ -35,6 +35,7 @@ from monai_inr.transforms import ThickSliceAcquisition
 
 __all__ = [
     "build_nexus_dataset",
+    "build_nexus_realistic_dataset",
     "build_brats_datalist",
     "phantom_to_nexus_labels",
     "brats_to_nexus_labels",
@@ -240,6 +241,71 @@ def build_nexus_dataset(
         f"T2w x{factors[1]} along axis {axes[1]}",
         "parameters": params,
         "subjects": subjects,
+    }
+    return write_datalist(doc, path)
+
+
+def build_nexus_realistic_dataset(
+    out_dir: str | os.PathLike,
+    num_train: int = 6,
+    num_val: int = 1,
+    num_test: int = 2,
+    spacing: float = 1.0,
+    slice_factors: Sequence[float] = (2.0, 4.0),
+    slice_axes: Sequence[int] = (2, 1),
+    profile: str = "box",
+    lesion: bool | float = 1.0,
+    seed: int = 0,
+    force: bool = False,
+) -> Path:
+    """:func:`build_nexus_dataset` on realistic subjects: the real individual anatomy of
+    :func:`monai_inr.data.realistic.build_realistic_dataset` (Colin27 by default; training subjects from one
+    hemisphere, validation and test from the other, so test anatomy is never seen in training) instead of the
+    population-average phantom. The HR T1w/T2w subjects (with tumour and oedema in a ``lesion`` fraction of them) are
+    written under ``<out_dir>/hr``, their thick-slice scans, padded HR volumes, Nexus labels and masks under
+    ``out_dir`` as in the synthetic set; returns ``<out_dir>/datalist.json`` (reused when up to date).
+
+    Raises:
+        InputError: as :func:`build_nexus_dataset`, or when the realistic anatomy is not installed.
+    """
+    import json
+
+    from monai_inr.data.realistic import build_realistic_dataset
+
+    factors, axes = _integer_factors(slice_factors, slice_axes)
+    if profile not in ("box", "gaussian", "none"):
+        raise InputError(f"profile must be 'box', 'gaussian' or 'none', got {profile!r}.")
+    out = Path(out_dir).resolve()
+    hr_path = build_realistic_dataset(out / "hr", num_train=num_train, num_val=num_val, num_test=num_test,
+                                      spacing=spacing, seed=seed, contrasts=("t1w", "t2w"), lesion=lesion,
+                                      write_real=False, force=force)
+    hr_doc = json.loads(Path(hr_path).read_text(encoding="utf-8"))
+    path = out / "datalist.json"
+    params = {"version": _VERSION, "source": "realistic", "hr": hr_doc["metadata"].get("parameters"),
+              "slice_factors": list(factors), "slice_axes": list(axes), "profile": profile,
+              "spacing": float(spacing)}
+    if not force and current_datalist(path, params) is not None:
+        return path
+    doc: dict[str, Any] = {}
+    for split in ("training", "validation", "test"):
+        doc[split] = []
+        for item in hr_doc.get(split, []):
+            t1w, affine = read_nifti(item["t1w"])
+            t2w, _ = read_nifti(item["t2w"])
+            labels, _ = read_nifti(item["label"])
+            mask, _ = read_nifti(item["mask"])
+            doc[split].append(
+                _write_item(out, item["subject"], np.asarray(t1w, np.float32), np.asarray(t2w, np.float32),
+                            phantom_to_nexus_labels(np.rint(labels)), (np.asarray(mask) > 0).astype(np.uint8),
+                            affine, factors, axes, profile, float(spacing))
+            )
+    doc["metadata"] = {
+        "name": "monai-inr realistic (real individual anatomy) T1w/T2w pairs for Nexus-INR",
+        "labels": {str(v): k for k, v in NEXUS_LABELS.items()},
+        "degradation": f"ThickSliceAcquisition(profile={profile}): T1w x{factors[0]} along axis {axes[0]}, "
+        f"T2w x{factors[1]} along axis {axes[1]}",
+        "parameters": params,
+        "source": hr_doc["metadata"].get("name"),
     }
     return write_datalist(doc, path)
 
