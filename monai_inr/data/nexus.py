@@ -169,6 +169,26 @@ def _write_item(
     return item
 
 
+def _acquisition(slice_factors, slice_axes, profile: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Validated ``(factors, axes)`` of the two thick-slice scans and their slice ``profile``."""
+    factors, axes = _integer_factors(slice_factors, slice_axes)
+    if profile not in ("box", "gaussian", "none"):
+        raise InputError(f"profile must be 'box', 'gaussian' or 'none', got {profile!r}.")
+    return factors, axes
+
+
+def _metadata(name: str, factors, axes, profile: str, params: dict, **extra: Any) -> dict[str, Any]:
+    """The ``metadata`` entry of a Nexus-INR datalist."""
+    return {
+        "name": name,
+        "labels": {str(v): k for k, v in NEXUS_LABELS.items()},
+        "degradation": f"ThickSliceAcquisition(profile={profile}): T1w x{factors[0]} along axis {axes[0]}, "
+        f"T2w x{factors[1]} along axis {axes[1]}",
+        "parameters": params,
+        **extra,
+    }
+
+
 def build_nexus_dataset(
     out_dir: str | os.PathLike,
     num_train: int = 6,
@@ -204,9 +224,7 @@ def build_nexus_dataset(
             raise InputError(f"the number of {split} subjects must be a non-negative integer, got {n!r}.")
     if num_train < 1:
         raise InputError(f"a dataset needs at least one training subject, got num_train={num_train}.")
-    factors, axes = _integer_factors(slice_factors, slice_axes)
-    if profile not in ("box", "gaussian", "none"):
-        raise InputError(f"profile must be 'box', 'gaussian' or 'none', got {profile!r}.")
+    factors, axes = _acquisition(slice_factors, slice_axes, profile)
     frac = float(lesion)
     if not 0.0 <= frac <= 1.0:
         raise InputError(f"lesion must be a boolean or a fraction in [0, 1], got {lesion!r}.")
@@ -234,14 +252,8 @@ def build_nexus_dataset(
                             subj.mask.astype(np.uint8), subj.affine, factors, axes, profile, float(spacing))
             )
             subjects[sid] = {"split": split, "seed": s_seed, "lesion": flags[i]}
-    doc["metadata"] = {
-        "name": "monai-inr synthetic BraTS-like T1w/T2w pairs for Nexus-INR",
-        "labels": {str(v): k for k, v in NEXUS_LABELS.items()},
-        "degradation": f"ThickSliceAcquisition(profile={profile}): T1w x{factors[0]} along axis {axes[0]}, "
-        f"T2w x{factors[1]} along axis {axes[1]}",
-        "parameters": params,
-        "subjects": subjects,
-    }
+    doc["metadata"] = _metadata("monai-inr synthetic BraTS-like T1w/T2w pairs for Nexus-INR", factors, axes, profile,
+                                params, subjects=subjects)
     return write_datalist(doc, path)
 
 
@@ -272,9 +284,7 @@ def build_nexus_realistic_dataset(
 
     from monai_inr.data.realistic import build_realistic_dataset
 
-    factors, axes = _integer_factors(slice_factors, slice_axes)
-    if profile not in ("box", "gaussian", "none"):
-        raise InputError(f"profile must be 'box', 'gaussian' or 'none', got {profile!r}.")
+    factors, axes = _acquisition(slice_factors, slice_axes, profile)
     out = Path(out_dir).resolve()
     hr_path = build_realistic_dataset(out / "hr", num_train=num_train, num_val=num_val, num_test=num_test,
                                       spacing=spacing, seed=seed, contrasts=("t1w", "t2w"), lesion=lesion,
@@ -299,14 +309,8 @@ def build_nexus_realistic_dataset(
                             phantom_to_nexus_labels(np.rint(labels)), (np.asarray(mask) > 0).astype(np.uint8),
                             affine, factors, axes, profile, float(spacing))
             )
-    doc["metadata"] = {
-        "name": "monai-inr realistic (real individual anatomy) T1w/T2w pairs for Nexus-INR",
-        "labels": {str(v): k for k, v in NEXUS_LABELS.items()},
-        "degradation": f"ThickSliceAcquisition(profile={profile}): T1w x{factors[0]} along axis {axes[0]}, "
-        f"T2w x{factors[1]} along axis {axes[1]}",
-        "parameters": params,
-        "source": hr_doc["metadata"].get("name"),
-    }
+    doc["metadata"] = _metadata("monai-inr realistic (real individual anatomy) T1w/T2w pairs for Nexus-INR", factors,
+                                axes, profile, params, source=hr_doc["metadata"].get("name"))
     return write_datalist(doc, path)
 
 

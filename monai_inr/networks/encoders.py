@@ -234,6 +234,20 @@ def get_encoder(name: str, **kwargs: Any) -> nn.Module:
     return ENCODERS[key](**kwargs)
 
 
+__all__ += ["build_encoder"]
+
+
+def build_encoder(encoder: str | nn.Module, encoder_kwargs: dict[str, Any] | None = None, **defaults: Any) -> nn.Module:
+    """The encoder of a network: a given module as it is (then ``encoder_kwargs`` must be empty), or
+    :func:`get_encoder` of the name with ``defaults`` (the network's, e.g. ``spatial_dims``, ``in_channels``) updated
+    by the user's ``encoder_kwargs``."""
+    if isinstance(encoder, nn.Module):
+        if encoder_kwargs:
+            raise ValueError("encoder_kwargs can only be used with an encoder name, not an encoder module.")
+        return encoder
+    return get_encoder(encoder, **{**defaults, **(encoder_kwargs or {})})
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # EDSR-baseline (2D/3D), the LIIF / ArRFR encoder.
 # ---------------------------------------------------------------------------------------------------------------------

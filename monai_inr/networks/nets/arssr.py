@@ -19,7 +19,7 @@ from monai.networks.layers.utils import get_act_layer
 
 from monai_inr import coords
 from monai_inr.networks.decoders import ArSSRDecoder
-from monai_inr.networks.encoders import get_encoder
+from monai_inr.networks.encoders import build_encoder
 from monai_inr.networks.export import ScriptableArSSR, refuse_trace
 
 __all__ = ["ArSSR"]
@@ -66,14 +66,8 @@ class ArSSR(nn.Module):
         input_skip: bool = False,
     ) -> None:
         super().__init__()
-        if isinstance(encoder, nn.Module):
-            if encoder_kwargs:
-                raise ValueError("encoder_kwargs can only be used with an encoder name, not an encoder module.")
-            self.encoder = encoder
-        else:
-            kwargs = {"spatial_dims": 3, "in_channels": in_channels, "out_channels": feature_channels}
-            kwargs.update(encoder_kwargs or {})
-            self.encoder = get_encoder(encoder, **kwargs)
+        self.encoder = build_encoder(encoder, encoder_kwargs, spatial_dims=3, in_channels=in_channels,
+                                     out_channels=feature_channels)
         self.in_channels = int(in_channels)
         self.feature_channels = int(feature_channels)
         self.out_channels = int(out_channels)

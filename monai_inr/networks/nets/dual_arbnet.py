@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from monai_inr import coords
 from monai_inr.networks.dual_arbnet_blocks import ImplicitFusionDecoder
-from monai_inr.networks.encoders import get_encoder
+from monai_inr.networks.encoders import build_encoder
 from monai_inr.networks.export import ScriptableDualArbNet, refuse_trace
 
 __all__ = ["DualArbNet", "nearest_indices", "relative_coordinates"]
@@ -109,16 +109,9 @@ class DualArbNet(nn.Module):
         detach_reference: bool = False,
     ) -> None:
         super().__init__()
-        if isinstance(encoder, nn.Module):
-            if encoder_kwargs:
-                raise ValueError("encoder_kwargs can only be used with an encoder name, not an encoder module.")
-            self.encoder = encoder
-        else:
-            kwargs = {"spatial_dims": 2, "in_channels": in_channels, **PAPER_ENCODER}
-            kwargs.update(encoder_kwargs or {})
-            if kwargs.get("spatial_dims") != 2:
-                raise ValueError("Dual-ArbNet is a 2D network: the encoder needs spatial_dims=2.")
-            self.encoder = get_encoder(encoder, **kwargs)
+        if not isinstance(encoder, nn.Module) and (encoder_kwargs or {}).get("spatial_dims", 2) != 2:
+            raise ValueError("Dual-ArbNet is a 2D network: the encoder needs spatial_dims=2.")
+        self.encoder = build_encoder(encoder, encoder_kwargs, spatial_dims=2, in_channels=in_channels, **PAPER_ENCODER)
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels if out_channels is not None else in_channels)
         self.feature_channels = int(getattr(self.encoder, "out_channels"))

@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from monai_inr import coords
 from monai_inr.networks.decoders import LIIFDecoder
-from monai_inr.networks.encoders import get_encoder
+from monai_inr.networks.encoders import build_encoder
 from monai_inr.networks.export import refuse_trace
 
 __all__ = ["LIIF"]
@@ -64,13 +64,7 @@ class LIIF(nn.Module):
         default_scale: float = 2.0,
     ) -> None:
         super().__init__()
-        if isinstance(encoder, nn.Module):
-            if encoder_kwargs:
-                raise ValueError("encoder_kwargs can only be used with an encoder name, not an encoder module.")
-            self.encoder = encoder
-        else:
-            kwargs: dict[str, Any] = {**(encoder_kwargs or {}), "spatial_dims": 2, "in_channels": in_channels}
-            self.encoder = get_encoder(encoder, **kwargs)
+        self.encoder = build_encoder(encoder, encoder_kwargs, spatial_dims=2, in_channels=in_channels)
         if not hasattr(self.encoder, "out_channels"):
             raise ValueError("the LIIF encoder needs an out_channels attribute (channels of its feature map).")
         self.in_channels = int(in_channels)
