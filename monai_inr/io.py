@@ -41,6 +41,7 @@ from monai_inr.coords import spacing_from_affine
 from monai_inr.errors import InputError
 
 __all__ = [
+    "read_torch_file",
     "read_image",
     "read_nifti",
     "read_image_header",
@@ -341,6 +342,19 @@ def check_geometry(affine: np.ndarray, name: str, header: Any = None) -> np.ndar
 
 
 # ------------------------------------------------------------------------------------------------------ loaders
+
+
+def read_torch_file(path: str | os.PathLike, what: str = "PyTorch checkpoint", missing_hint: str = "",
+                    unreadable_hint: str = "") -> Any:
+    """The object in a PyTorch file, read with ``torch.load(weights_only=True)`` (no code runs), with one sentence
+    naming the file when it is missing (``"<path>: <what> not found<missing_hint>."``) or unreadable."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: {what} not found{missing_hint}.")
+    try:
+        return torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise InputError(f"{p}: not a readable {what} ({type(e).__name__}{unreadable_hint}).") from e
 
 
 def load_volume(

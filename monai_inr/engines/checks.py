@@ -28,6 +28,7 @@ from monai_inr.inferers.nexus import check_budget
 from monai_inr.inferers.slicewise import plan_reference, validate_scale_range
 from monai_inr.io import (
     check_geometry,
+    read_torch_file,
     check_output_folder,
     save_atomic,
     load_magnitude,
@@ -241,12 +242,7 @@ def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str 
             keys or mismatched shapes).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found; train the bundle first or pass --ckpt_path <model.pt>.")
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InputError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}).") from e
+    state = read_torch_file(path, "PyTorch checkpoint", "; train the bundle first or pass --ckpt_path <model.pt>")
     if key is None and isinstance(state, dict) and NETWORK_DEF_KEY in state:
         key = MODEL_KEY
     if key is not None and isinstance(state, dict) and key in state:
@@ -271,10 +267,7 @@ def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str 
 
 
 def _read_network_def(path: Path) -> dict | None:
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InputError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}).") from e
+    state = read_torch_file(path, "PyTorch checkpoint")
     if not isinstance(state, dict) or NETWORK_DEF_KEY not in state:
         return None
     net_def = state[NETWORK_DEF_KEY]

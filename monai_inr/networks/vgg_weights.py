@@ -41,6 +41,7 @@ import torch
 import torch.nn as nn
 
 from monai_inr.errors import InputError
+from monai_inr.io import read_torch_file
 from monai_inr.networks.utils import unwrap_network
 
 __all__ = ["load_vgg16_weights", "convert_vgg16_state_dict", "read_state_dict"]
@@ -57,15 +58,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A plain state dict of tensors from ``path`` (``weights_only=True``; ``state_dict``/``model``/``network``
     wrappers and ``module.``/``vgg.`` key prefixes removed), else one sentence naming the file."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: VGG-16 weights file not found (vgg_weights).")
-    try:
-        state = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InputError(
-            f"{p}: not a VGG-16 state dict readable with weights_only=True ({type(e).__name__}; a pickled model "
-            f"object must be re-saved as its state_dict())."
-        ) from e
+    state = read_torch_file(p, "VGG-16 weights file", " (vgg_weights)",
+                            "; read with weights_only=True: a pickled model object must be re-saved as its state_dict()")
     for name in _WRAPPERS:
         if isinstance(state, Mapping) and isinstance(state.get(name), Mapping):
             state = state[name]
