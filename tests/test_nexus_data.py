@@ -33,23 +33,27 @@ def _edges(img):
     return [lo, coords.voxel_to_world(np.asarray(img.shape) - 0.5, img.affine)]
 
 
+def _check_item_layout(item):
+    """Keys, the padding rule and the thick-slice scans' shapes and world field of view of one datalist item."""
+    assert set(item) == {"subject", *KEYS}
+    hr, l1, l2 = nib.load(item["t1w"]), nib.load(item["t1w_lr"]), nib.load(item["t2w_lr"])
+    # HR padded so z is a multiple of 2 and y a multiple of 4; LR thick along z (x2) and y (x4)
+    assert hr.shape[2] % 2 == 0 and hr.shape[1] % 4 == 0
+    assert l1.shape == (hr.shape[0], hr.shape[1], hr.shape[2] // 2)
+    assert l2.shape == (hr.shape[0], hr.shape[1] // 4, hr.shape[2])
+    for lr in (l1, l2):  # the same field of view in world space
+        for a, b in zip(_edges(hr), _edges(lr)):
+            np.testing.assert_allclose(a, b, atol=1e-4)
+    return hr, l1, l2
+
+
 def test_synthetic_dataset_layout_geometry_and_labels(dataset):
     doc = json.loads(Path(dataset).read_text(encoding="utf-8"))
     assert [len(doc[s]) for s in ("training", "validation", "test")] == [2, 1, 1]
     seeds = {sid: v["seed"] for sid, v in doc["metadata"]["subjects"].items()}
     assert len(set(seeds.values())) == 4
     item = doc["training"][0]
-    assert set(item) == {"subject", *KEYS}
-    hr = nib.load(item["t1w"])
-    l1, l2 = nib.load(item["t1w_lr"]), nib.load(item["t2w_lr"])
-    # HR padded so z is a multiple of 2 and y a multiple of 4; LR thick along z (x2) and y (x4)
-    assert hr.shape[2] % 2 == 0 and hr.shape[1] % 4 == 0
-    assert l1.shape == (hr.shape[0], hr.shape[1], hr.shape[2] // 2)
-    assert l2.shape == (hr.shape[0], hr.shape[1] // 4, hr.shape[2])
-    # the same field of view in world space
-    for lr in (l1, l2):
-        for a, b in zip(_edges(hr), _edges(lr)):
-            np.testing.assert_allclose(a, b, atol=1e-4)
+    hr, l1, _ = _check_item_layout(item)
     # box profile: every T1w LR slice is the mean of the two HR slices it covers
     h, l = hr.get_fdata(), l1.get_fdata()
     np.testing.assert_allclose(l, 0.5 * (h[..., 0::2] + h[..., 1::2]), rtol=1e-5, atol=1e-5)
@@ -190,14 +194,7 @@ def test_realistic_dataset_is_the_nexus_layout_on_real_anatomy(tmp_path):
     assert hr_doc["metadata"]["parameters"]["holdout"] == "hemisphere"
     assert doc["metadata"]["parameters"]["hr"] == hr_doc["metadata"]["parameters"]
     for item in (doc["training"][0], doc["test"][0]):
-        assert set(item) == {"subject", *KEYS}
-        hr, l1, l2 = nib.load(item["t1w"]), nib.load(item["t1w_lr"]), nib.load(item["t2w_lr"])
-        assert hr.shape[2] % 2 == 0 and hr.shape[1] % 4 == 0
-        assert l1.shape == (hr.shape[0], hr.shape[1], hr.shape[2] // 2)
-        assert l2.shape == (hr.shape[0], hr.shape[1] // 4, hr.shape[2])
-        for lr in (l1, l2):
-            for a, b in zip(_edges(hr), _edges(lr)):
-                np.testing.assert_allclose(a, b, atol=1e-4)
+        _check_item_layout(item)
         lab = np.asarray(nib.load(item["label"]).dataobj)
         assert set(np.unique(lab).tolist()) <= {0, 1, 2} and (lab == 1).any()
     src = nib.load(hr_doc["test"][0]["t2w"]).get_fdata()
