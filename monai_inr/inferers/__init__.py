@@ -5,6 +5,8 @@
 * :class:`MultiContrastGridInferer`: a fitted multi-contrast INR on the union-FOV grid;
 * :class:`NexusVolumeInferer`: Nexus-INR on any world grid;
 * :class:`SliceProfileInferer`: a subject-specific fit's thick-slice forward model (the INR over each slice profile).
+* :class:`AutocastInferer`: any inferer under bf16 autocast where bf16 is native (:mod:`.precision`, the one home of
+  that decision).
 """
 
 from monai_inr.inferers.implicit import ImplicitInferer, ImplicitNetwork, TilePlan, plan_tiles
@@ -26,3 +28,7 @@ __all__ += ["NexusVolumeInferer", "predict_subject", "predict_volume"]
 from monai_inr.inferers.profile import SLICE_PROFILES, SliceProfileInferer, profile_offsets
 
 __all__ += ["SLICE_PROFILES", "SliceProfileInferer", "profile_offsets"]
+
+from monai_inr.inferers.precision import AutocastInferer, native_bf16, resolve_amp_bf16
+
+__all__ += ["AutocastInferer", "native_bf16", "resolve_amp_bf16"]

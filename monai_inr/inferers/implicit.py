@@ -30,6 +30,7 @@ from monai_inr.inferers.memory import (
     memory_budget_bytes,
     memory_error,
 )
+from monai_inr.inferers.precision import resolve_amp_bf16
 from monai_inr.networks.utils import unwrap_network
 
 __all__ = ["ImplicitNetwork", "ImplicitInferer", "TilePlan", "plan_tiles"]
@@ -177,8 +178,9 @@ class ImplicitInferer(Inferer):
         target_spacing: default output voxel size in mm (one number or one per axis); the per-axis scale is
             ``input spacing / target spacing``.
         chunk_size: queries decoded per network call (65536 is the CPU sweet spot; GPUs like 2**18 - 2**20).
-        amp_bf16: run encoder and decoder under bf16 autocast (CPU with avx512_bf16 or CUDA): 2-3x faster on CPU, at
-            the accuracy cost of bf16 activations (the feature lookup stays float32).
+        amp_bf16: run encoder and decoder under bf16 autocast: ``True``, ``False`` or ``"auto"`` (bf16 where the device
+            multiplies bf16 natively: AMX/AVX-512 BF16 CPUs, CUDA; :func:`~monai_inr.inferers.precision.native_bf16`).
+            Several times faster there, at the accuracy cost of bf16 activations (the feature lookup stays float32).
         voxel_budget: the largest number of LR voxels encoded at once (tile incl. halo); larger inputs are tiled.
         memory_budget_gb: the most resident memory the process may reach during the call (the current resident size
             counts); ``None``: 6 GB, or less when the machine has less available. Tiles are shrunk to fit; when even
@@ -202,7 +204,7 @@ class ImplicitInferer(Inferer):
         scale: float | Sequence[float] | None = None,
         target_spacing: float | Sequence[float] | None = None,
         chunk_size: int = 65536,
-        amp_bf16: bool = False,
+        amp_bf16: bool | str = False,
         voxel_budget: int = 128**3,
         memory_budget_gb: float | None = None,
         progress: bool = False,
@@ -218,7 +220,8 @@ class ImplicitInferer(Inferer):
         self.scale = scale
         self.target_spacing = target_spacing
         self.chunk_size = int(chunk_size)
-        self.amp_bf16 = bool(amp_bf16)
+        self.amp_bf16 = amp_bf16 if isinstance(amp_bf16, str) else bool(amp_bf16)
+        resolve_amp_bf16(self.amp_bf16)  # refuse a bad value at construction
         self.voxel_budget = int(voxel_budget)
         self.memory_budget_gb = memory_budget_gb
         self.progress = bool(progress)
@@ -306,7 +309,7 @@ class ImplicitInferer(Inferer):
         batch = int(inputs.shape[0])
         out_ch = int(getattr(network, "out_channels", 1))
         radius = getattr(network, "receptive_radius", None)
-        plan, chunk = self._plan(network, batch, in_shape, out_shape, out_ch, radius)
+        plan, chunk = self._plan(network, batch, in_shape, out_shape, out_ch, radius, inputs.device)
 
         out_affine = self._fov_affine(in_affine, in_shape, out_shape)
         values = self._run(image, network, plan, chunk, in_shape, out_shape, out_ch, args, kwargs)
@@ -344,15 +347,17 @@ class ImplicitInferer(Inferer):
         out_shape: tuple[int, ...],
         out_ch: int,
         radius: int | None,
+        device: torch.device | None = None,
     ) -> tuple[TilePlan | None, int]:
         budget = self._budget_bytes()
         rss = float(psutil.Process().memory_info().rss)
         n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
         out_bytes = 4.0 * batch * out_ch * n_out
-        enc_voxel = encoder_bytes_per_voxel(network, batch, self.amp_bf16)
+        amp = resolve_amp_bf16(self.amp_bf16, device or "cpu")
+        enc_voxel = encoder_bytes_per_voxel(network, batch, amp)
         chunk = min(self.chunk_size, n_out)
         fixed = estimate_peak_bytes(
-            network, output_values=batch * out_ch * n_out, queries=chunk, batch=batch, amp_bf16=self.amp_bf16, in_use=rss
+            network, output_values=batch * out_ch * n_out, queries=chunk, batch=batch, amp_bf16=amp, in_use=rss
         )
         free = budget - fixed
 
@@ -425,7 +430,7 @@ class ImplicitInferer(Inferer):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=int(np.prod(out_shape)), unit="vox", desc="ImplicitInferer")
-        amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp_bf16)
+        amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_amp_bf16(self.amp_bf16, device))
         with torch.inference_mode(), amp:
             for t in tiles:
                 core = [cores[d][t[d]] for d in range(nd)]
