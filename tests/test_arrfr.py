@@ -171,3 +171,23 @@ def test_per_scale_step_and_decimation_geometry_run():
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     out = ArRFRStep((1, 3), per_scale_step=True)(_Engine(net, opt, loss), _batch((1, 3), "decimate"))
     assert set(out) >= {"loss", "loss_x1", "loss_x3", "feature_sodium", "style_t2w"}
+
+
+def test_bf16_step_runs_the_network_in_bf16_and_the_loss_in_float32():
+    """amp_bf16: the forward pass autocasts (its convolutions compute in bf16), the loss and parameters stay float32,
+    and the loss is within bf16 rounding of the float32 step's."""
+    net = tiny_net()
+    loss = FusionPerceptualLoss(VGG16(width=2))
+    seen = []
+    first_conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    hook = first_conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    batch = _batch((1, 2), n=1, size=32)
+    fp32 = ArRFRStep((1, 2), train=False, loss_function=loss)(_Engine(net, None, None), batch)
+    bf16 = ArRFRStep((1, 2), train=False, loss_function=loss, amp_bf16=True)(_Engine(net, None, None), batch)
+    hook.remove()
+    assert seen == [torch.float32, torch.float32, torch.bfloat16, torch.bfloat16]
+    assert bf16["loss"].dtype == torch.float32 and all(p.dtype == torch.float32 for p in net.parameters())
+    assert abs(float(bf16["loss"]) - float(fp32["loss"])) <= 0.05 * float(fp32["loss"])
+    assert float(bf16["loss"]) != float(fp32["loss"])
+    with pytest.raises(ValueError, match="'auto'"):
+        ArRFRStep((1, 2), amp_bf16="maybe")

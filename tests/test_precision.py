@@ -32,6 +32,7 @@ def test_resolve_follows_the_hardware_for_auto_and_the_value_otherwise(monkeypat
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     assert native_bf16("cpu") is True and resolve_amp_bf16(" AUTO ", "cpu") is True
     assert resolve_amp_bf16(False, "cpu") is False and resolve_amp_bf16(True, "cpu") is True
+    assert resolve_amp_bf16("False", "cpu") is False and resolve_amp_bf16("true", "cpu") is True  # command line
     with pytest.raises(ValueError, match="true, false or 'auto'"):
         resolve_amp_bf16("yes", "cpu")
     with pytest.raises(ValueError, match="'auto'"):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
+from monai_inr.inferers.precision import resolve_amp_bf16
 from monai_inr.transforms.multiscale import lr_key, lr_query_grid
 
 __all__ = ["ArRFRStep"]
@@ -47,6 +48,9 @@ class ArRFRStep:
     of the mean, a quarter of the activation memory) and the optimiser steps once, unless ``per_scale_step`` (the
     public code: one optimiser step per factor).
 
+    ``amp_bf16`` (``True``/``False``/``"auto"``, :func:`~monai_inr.inferers.precision.resolve_amp_bf16`) runs the
+    network's forward pass under bf16 autocast; the loss stays float32.
+
     With ``train=False`` (validation, pass ``loss_function``) the same losses are computed without gradients. Returns
     ``{"loss", "loss_x<k>", "feature_sodium", "style_sodium", "feature_t2w", "style_t2w"}`` (floats as tensors).
     """
@@ -60,12 +64,15 @@ class ArRFRStep:
         per_scale_step: bool = False,
         train: bool = True,
         loss_function: Any = None,
+        amp_bf16: bool | str = False,
     ) -> None:
         self.scales = tuple(float(k) for k in scales)
         self.loss_function = loss_function
         self.sodium_key, self.t2w_key, self.degraded_key = sodium_key, t2w_key, degraded_key
         self.per_scale_step = bool(per_scale_step)
         self.train = bool(train)
+        resolve_amp_bf16(amp_bf16)  # refuse a bad value at construction
+        self.amp_bf16 = amp_bf16
 
     def __call__(self, engine: Any, batchdata: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         device = engine.state.device
@@ -85,6 +92,7 @@ class ArRFRStep:
         with torch.no_grad():
             targets = loss_fn.target_features(sodium, t2w)
         n = len(self.scales)
+        amp = resolve_amp_bf16(self.amp_bf16, sodium.device)
         out: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=device)
         terms = ("feature_sodium", "style_sodium", "feature_t2w", "style_t2w")
@@ -97,7 +105,9 @@ class ArRFRStep:
             coord = coord.unsqueeze(0).expand(b, -1, -1)
             cell = cell.unsqueeze(0).expand(b, -1, -1)
             with torch.set_grad_enabled(self.train):
-                values = net(na, t2, coord=coord, cell=cell)
+                with torch.autocast(sodium.device.type, dtype=torch.bfloat16, enabled=amp):
+                    values = net(na, t2, coord=coord, cell=cell)
+                values = values.float()  # the perceptual loss runs in float32
                 pred = values.transpose(1, 2).reshape(b, -1, *hr_shape)
                 comps = loss_fn.components(pred, targets=targets)
                 lk = comps["loss"]

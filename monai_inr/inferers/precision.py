@@ -35,11 +35,15 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
 
 
 def resolve_amp_bf16(amp_bf16: bool | str, device: torch.device | str = "cpu") -> bool:
-    """``True``/``False`` as given; ``"auto"``: :func:`native_bf16` of ``device``. Anything else is refused."""
+    """``True``/``False`` as given (also the strings ``"true"``/``"false"`` of a command line); ``"auto"``:
+    :func:`native_bf16` of ``device``. Anything else is refused."""
     if isinstance(amp_bf16, str):
-        if amp_bf16.strip().lower() != "auto":
-            raise ValueError(f"amp_bf16 must be true, false or 'auto', got {amp_bf16!r}.")
-        return native_bf16(device)
+        word = amp_bf16.strip().lower()
+        if word == "auto":
+            return native_bf16(device)
+        if word in ("true", "false"):
+            return word == "true"
+        raise ValueError(f"amp_bf16 must be true, false or 'auto', got {amp_bf16!r}.")
     return bool(amp_bf16)
 
 

@@ -1,0 +1,178 @@
+"""Training throughput of every bundle's CPU profile, fp32 and bf16 autocast, as a fraction of the measured peaks.
+
+Each run is the bundle's own training (``python -m monai.bundle``'s ``ConfigWorkflow`` through
+:func:`monai_inr.evaluation.bundle.run_bundle`: data loading, random crops, the step, the handlers) in a fresh process
+with the project's thread settings (``OMP_WAIT_POLICY=PASSIVE``, the bundle's ``AdaptiveThreads``), for a fixed time:
+
+* iterations per second over the steady part (after the first ``WARMUP`` iterations), data loading included;
+* the step's share of that time (``ITERATION_STARTED`` -> ``ITERATION_COMPLETED``; the rest is fetching the batch);
+* FLOPs of one training step counted by :class:`torch.utils.flop_counter.FlopCounterMode` (matrix products and
+  convolutions of the forward and backward passes; lookups, activations and the optimiser not counted), hence
+  GFLOP/s of the whole loop and of the step alone, against the fp32 or bf16 peak measured in the same run.
+
+Profiles (``PROFILES``): the CPU profiles (``cpu.json``) of ArSSR, Dual-ArbNet and Nexus-INR on their realistic data,
+the multi-contrast INR's hash grid (``hashgrid.json``) on its synthetic subject, ArRFR's ``quick.json`` (it has no
+CPU profile yet); ``--quick`` uses every bundle's ``quick.json``. Data are built on first use under
+``<output_dir>/data/<bundle>`` and reused by later runs (the realistic 1 mm sets take minutes to build once).
+
+``run(ctx) -> dict`` (``benchmarks/run.py``); ``python -m benchmarks.bench_training [--quick]`` prints the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PROFILES", "run"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: bundle -> overlay on train.json that is its CPU training profile
+PROFILES = {
+    "arssr": "cpu.json",
+    "dual_arbnet": "cpu.json",
+    "nexus_inr": "cpu.json",
+    "multi_contrast_inr": "hashgrid.json",
+    "arrfr": "quick.json",
+}
+WARMUP = 3  # iterations excluded from the rate (first-call set-up, caches)
+
+_WORKLOAD = textwrap.dedent("""
+    import json, sys, time
+    import torch
+    from ignite.engine import Events
+    from torch.utils.flop_counter import FlopCounterMode
+    from monai_inr.evaluation.bundle import run_bundle
+
+    bundle, overlay, amp, seconds, work, data, warmup = sys.argv[1:8]
+    seconds, warmup = float(seconds), int(warmup)
+
+    class Meter:
+        def __init__(self):
+            self.done, self.steps, self.flops, self.mode, self.t_start = [], [], None, None, None
+
+        def attach(self, engine):
+            engine.add_event_handler(Events.ITERATION_STARTED, self.started)
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self.completed)
+
+        def started(self, engine):
+            if engine.state.iteration == warmup:  # count one step's FLOPs (slower: excluded from the timing)
+                self.mode = FlopCounterMode(display=False)
+                self.mode.__enter__()
+            self.t_start = time.perf_counter()
+
+        def completed(self, engine):
+            now = time.perf_counter()
+            if self.mode is not None:
+                self.mode.__exit__(None, None, None)
+                self.flops = int(self.mode.get_total_flops())
+                self.mode = None
+                self.done.clear()
+                self.steps.clear()
+            else:
+                self.steps.append(now - self.t_start)
+            self.done.append(now)
+
+    meter = Meter()
+    overrides = {"bundle_root": f"{work}/{bundle}_{amp}", "dataset_dir": data, "epochs": 100000,
+                 "val_interval": 100000, "resume": False, "train_amp_bf16": amp}
+    run_bundle([f"bundles/{bundle}/configs/train.json", f"bundles/{bundle}/configs/{overlay}"], overrides,
+               extra_handlers=[meter], time_limit=seconds)
+    times = meter.done
+    n = len(times) - 1
+    rate = n / (times[-1] - times[0]) if n > 0 else float("nan")
+    step = sum(meter.steps[1:]) / max(1, len(meter.steps) - 1)
+    print(json.dumps({"it_per_s": rate, "iterations": n, "step_s": step, "flops_per_step": meter.flops,
+                      "threads_end": torch.get_num_threads()}))
+""")
+
+
+def _measure(bundle: str, overlay: str, amp: str, seconds: float, work: Path, data: Path) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["OMP_WAIT_POLICY"] = "PASSIVE"
+    args = [bundle, overlay, amp, str(seconds), str(work), str(data), str(WARMUP)]
+    proc = subprocess.run([sys.executable, "-c", _WORKLOAD, *args], capture_output=True, text=True, encoding="utf-8",
+                          errors="replace", env=env, cwd=str(ROOT), timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _frac(value: float, peak: float | None) -> float:
+    return round(value / peak, 4) if peak else float("nan")
+
+
+def run(ctx: dict[str, Any]) -> dict[str, Any]:
+    from monai_inr.inferers import native_bf16
+
+    quick = bool(ctx.get("quick", False))
+    peaks = ctx.get("peaks", {})
+    seconds = float(ctx.get("training_seconds") or (15.0 if quick else 45.0))
+    bundles = ctx.get("training_bundles") or list(PROFILES)
+    out_dir = Path(ctx.get("output_dir", "runs/bench")).resolve()
+    work, data_root = out_dir / "training_runs", out_dir / "data"
+    rows: list[dict[str, Any]] = []
+    native = native_bf16("cpu")
+    for bundle in bundles:
+        overlay = "quick.json" if quick else PROFILES[bundle]
+        results = {}
+        for amp in ("false", "true"):
+            try:
+                r = _measure(bundle, overlay, amp, seconds, work, data_root / f"{bundle}_{Path(overlay).stem}")
+            except Exception as e:  # one bundle must not lose the others' results
+                rows.append({"bundle": bundle, "profile": overlay, "precision": "bf16" if amp == "true" else "fp32",
+                             "error": f"{type(e).__name__}: {str(e)[-300:]}"})
+                continue
+            results[amp] = r
+            peak = peaks.get("bf16" if amp == "true" else "fp32")
+            flops = r["flops_per_step"] or 0
+            loop_g = flops * r["it_per_s"] / 1e9
+            step_g = flops / r["step_s"] / 1e9 if r["step_s"] > 0 else float("nan")
+            rows.append({
+                "bundle": bundle,
+                "profile": overlay,
+                "precision": "bf16 autocast" if amp == "true" else "fp32",
+                "it/s": round(r["it_per_s"], 2),
+                "step share": round(r["step_s"] * r["it_per_s"], 2),
+                "GFLOP/step": round(flops / 1e9, 2),
+                "loop GFLOP/s": round(loop_g, 1),
+                "loop / peak": _frac(loop_g, peak),
+                "step GFLOP/s": round(step_g, 1),
+                "step / peak": _frac(step_g, peak),
+                "bf16 speed-up": round(r["it_per_s"] / results["false"]["it_per_s"], 2)
+                if amp == "true" and "false" in results else None,
+                "iterations": r["iterations"],
+            })
+            print(f"  training {bundle} ({overlay}) {rows[-1]['precision']}: {rows[-1]}", flush=True)
+    notes = [
+        f"Each bundle's own training loop for {seconds:g} s in a fresh process (OMP_WAIT_POLICY=PASSIVE, the bundle's "
+        f"AdaptiveThreads); rates after the first {WARMUP} iterations, data loading included ('loop'); 'step' is "
+        "the forward + backward + optimiser step alone ('step share' of the loop's time).",
+        "FLOPs: torch.utils.flop_counter of one training step (matrix products and convolutions, forward and "
+        "backward); fractions are of the peak of the precision used (fp32 or bf16) measured in the same run.",
+        f"bf16 is native on this CPU (AMX / AVX-512 BF16): {native}. Where it is not, bf16 runs are emulated "
+        "and slow; the bundles' 'auto' setting then trains in fp32.",
+    ]
+    return {"title": "Training throughput of each bundle's CPU profile", "notes": notes,
+            "tables": [{"title": "training loops, fp32 and bf16 autocast", "rows": rows}]}
+
+
+if __name__ == "__main__":
+    from benchmarks.run import measure_peaks
+
+    import argparse
+
+    parser = argparse.ArgumentParser(description="training throughput of each bundle's CPU profile")
+    parser.add_argument("--quick", action="store_true", help="every bundle's quick.json, 15 s each")
+    parser.add_argument("--bundles", nargs="*", default=None, choices=list(PROFILES))
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--output_dir", default="runs/bench")
+    a = parser.parse_args()
+    res = run({"quick": a.quick, "peaks": measure_peaks(quick=True), "output_dir": a.output_dir,
+               "training_bundles": a.bundles, "training_seconds": a.seconds})
+    print(json.dumps(res, indent=1, default=str))
