@@ -97,3 +97,19 @@ def test_shipped_weights_beat_cubic_and_trilinear(shipped_network, scale, degrad
         **{b: in_brain_psnr(interpolate(lr, hr.shape, b), hr, mask) for b in ("cubic", "trilinear")},
     }
     assert scores["arssr"] > max(scores["cubic"], scores["trilinear"]), (what, scale, degradation, scores)
+
+
+@pytest.mark.parametrize("scale,degradation", [(2.0, "cubic"), (4.0, "kspace_snr20")])
+def test_bf16_inference_scores_within_0p05_db_of_fp32(shipped_network, scale, degradation):
+    """The bundle infers in bf16 where bf16 is native (``amp_bf16: "auto"``): on the held-out box the in-brain PSNR of
+    bf16 and fp32 inference differs by at most 0.05 dB (measured: <= 0.002 dB at x2/x4)."""
+    hr, affine, mask, _ = held_out_volume()
+    lr, _, _ = degrade(hr, affine, degradation, scale, mask=mask)
+    lo, hi = float(lr.min()), float(lr.max())
+    x = torch.from_numpy((lr - lo) / (hi - lo))[None, None]
+    scores = {}
+    for amp in (False, True):
+        with torch.inference_mode():
+            sr = ImplicitInferer(scale=scale, amp_bf16=amp)(x, shipped_network)[0, 0].numpy() * (hi - lo) + lo
+        scores[amp] = in_brain_psnr(sr, hr, mask)
+    assert abs(scores[True] - scores[False]) <= 0.05, scores

@@ -21,12 +21,13 @@ from monai_inr.errors import InputError
 from monai_inr.io import read_image_geometry
 from monai_inr.inferers.memory import check_memory, estimate_peak_bytes, memory_budget_bytes
 from monai_inr.networks.utils import unwrap_network
+from monai_inr.inferers.precision import resolve_amp_bf16
 
 __all__ = ["predict_points", "predict_on_grid", "reference_grid", "MultiContrastGridInferer"]
 
 
 def predict_points(
-    network: torch.nn.Module, points: torch.Tensor, chunk_size: int = 65536, amp_bf16: bool = False
+    network: torch.nn.Module, points: torch.Tensor, chunk_size: int = 65536, amp_bf16: bool | str = False
 ) -> torch.Tensor:
     """Network output ``(P, C)`` (float32, CPU) at normalised points ``(P, 3)``, chunked, in eval mode."""
     net = unwrap_network(network)
@@ -35,7 +36,8 @@ def predict_points(
     net.eval()
     outs = []
     try:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp_bf16):
+        amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_amp_bf16(amp_bf16, device))
+        with torch.inference_mode(), amp:
             for s in range(0, points.shape[0], int(chunk_size)):
                 outs.append(net.query(points[s : s + int(chunk_size)].to(device)).float().cpu())
     finally:
@@ -49,7 +51,7 @@ def predict_on_grid(
     shape: Sequence[int],
     affine: np.ndarray,
     chunk_size: int = 65536,
-    amp_bf16: bool = False,
+    amp_bf16: bool | str = False,
 ) -> torch.Tensor:
     """Network output ``(C, *shape)`` on a grid given by ``shape`` and world ``affine``, through ``frame``."""
     net = unwrap_network(network)
@@ -59,7 +61,8 @@ def predict_on_grid(
     was_training = net.training
     net.eval()
     try:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp_bf16):
+        amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_amp_bf16(amp_bf16, device))
+        with torch.inference_mode(), amp:
             for s in range(0, n, int(chunk_size)):
                 e = min(n, s + int(chunk_size))
                 pts = frame_points(frame, shape, np.asarray(affine, np.float64), s, e).to(device)
@@ -100,7 +103,7 @@ class MultiContrastGridInferer(Inferer):
         self,
         target_spacing: float | Sequence[float] | None = None,
         chunk_size: int = 65536,
-        amp_bf16: bool = False,
+        amp_bf16: bool | str = False,
         memory_budget_gb: float | None = None,
         output_grid: tuple[Sequence[int], Any] | None = None,
     ) -> None:
@@ -113,7 +116,7 @@ class MultiContrastGridInferer(Inferer):
             shape, affine = output_grid
             self.output_grid = (tuple(int(n) for n in shape)[:3], np.asarray(affine, dtype=np.float64).reshape(4, 4))
         self.chunk_size = int(chunk_size)
-        self.amp_bf16 = bool(amp_bf16)
+        self.amp_bf16 = amp_bf16 if isinstance(amp_bf16, str) else bool(amp_bf16)
         self.memory_budget_gb = memory_budget_gb
 
     def plan(self, network: torch.nn.Module, target_spacing: Any) -> tuple[SharedFrame, tuple[int, ...], np.ndarray]:

@@ -48,6 +48,7 @@ from monai_inr.inferers.memory import (
 from monai_inr.io import check_volume, load_volume
 from monai_inr.networks.utils import unwrap_network
 from monai_inr.transforms.nexus_sampling import MODALITIES, zscore_stats
+from monai_inr.inferers.precision import resolve_amp_bf16
 
 __all__ = [
     "NexusVolumeInferer",
@@ -188,7 +189,7 @@ def predict_volume(
     device: str | torch.device = "cpu",
     tile_size: int = 32,
     memory_budget_gb: float | None = None,
-    amp_bf16: bool = False,
+    amp_bf16: bool | str = False,
     encoder_voxel_budget: int | None = None,
 ) -> np.ndarray:
     """Both modalities ``(2, *output_shape)`` (float32, input intensity units) on the grid of ``output_affine``.
@@ -217,7 +218,7 @@ def predict_volume(
     result = np.empty((2, *out_shape), dtype=np.float32)
     was_training = net.training
     net.eval()
-    amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bool(amp_bf16))
+    amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=resolve_amp_bf16(amp_bf16, device))
     try:
         with torch.inference_mode(), amp:
             xt = [torch.from_numpy((v - s[0]) / s[1]).float()[None, None].to(device) for v, s in zip(x, stats)]
@@ -274,7 +275,7 @@ def predict_subject(
     device: str | torch.device = "cpu",
     tile_size: int = 32,
     memory_budget_gb: float | None = None,
-    amp_bf16: bool = False,
+    amp_bf16: bool | str = False,
     encoder_voxel_budget: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Super-resolve one subject onto a world grid: ``(t1w_hr, t2w_hr)`` float32 arrays of ``output_shape``.
@@ -299,11 +300,11 @@ class NexusVolumeInferer(Inferer):
         self,
         tile_size: int = 32,
         memory_budget_gb: float | None = None,
-        amp_bf16: bool = False,
+        amp_bf16: bool | str = False,
         encoder_voxel_budget: int | None = None,
     ) -> None:
         super().__init__()
-        self.tile_size, self.memory_budget_gb, self.amp_bf16 = int(tile_size), memory_budget_gb, bool(amp_bf16)
+        self.tile_size, self.memory_budget_gb, self.amp_bf16 = int(tile_size), memory_budget_gb, amp_bf16
         self.encoder_voxel_budget = encoder_voxel_budget
 
     def __call__(self, inputs, network, t2w_lr, output_shape, output_affine, *args, **kwargs) -> MetaTensor:

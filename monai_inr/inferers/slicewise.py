@@ -37,6 +37,7 @@ from monai_inr import coords
 from monai_inr.errors import InputError
 from monai_inr.inferers.memory import check_memory, estimate_peak_bytes, memory_budget_bytes
 from monai_inr.networks.utils import unwrap_network
+from monai_inr.inferers.precision import resolve_amp_bf16
 
 __all__ = ["ReferenceSliceNetwork", "SliceWiseInferer", "ReferencePlan", "plan_reference", "validate_scale_range"]
 
@@ -182,7 +183,8 @@ class SliceWiseInferer(Inferer):
         slice_axis: spatial axis (0-2) normal to the processed planes for volume inputs (2D inputs have one plane).
         min_scale, max_scale: allowed scale range (``max_scale=None``: no upper limit).
         slices_per_batch: slices per network call (equal shapes within a volume make this safe).
-        amp_bf16: bf16 autocast for the network calls.
+        amp_bf16: bf16 autocast for the network calls: ``True``, ``False`` or ``"auto"`` (where bf16 is native,
+            :func:`~monai_inr.inferers.precision.native_bf16`).
         memory_budget_gb: peak resident memory allowed (``None``: 6 GB or what the machine has); an output that would
             not fit is an :class:`~monai_inr.errors.InputError` before any work.
         fov_tolerance: reference voxels by which the target FOV may exceed the reference FOV (rounding).
@@ -202,7 +204,7 @@ class SliceWiseInferer(Inferer):
         min_scale: float = 1.0,
         max_scale: float | None = None,
         slices_per_batch: int = 1,
-        amp_bf16: bool = False,
+        amp_bf16: bool | str = False,
         memory_budget_gb: float | None = None,
         fov_tolerance: float = 1e-3,
         require_reference: bool = True,
@@ -218,7 +220,8 @@ class SliceWiseInferer(Inferer):
         self.min_scale = float(min_scale)
         self.max_scale = None if max_scale is None else float(max_scale)
         self.slices_per_batch = int(slices_per_batch)
-        self.amp_bf16 = bool(amp_bf16)
+        self.amp_bf16 = amp_bf16 if isinstance(amp_bf16, str) else bool(amp_bf16)
+        resolve_amp_bf16(self.amp_bf16)  # refuse a bad value at construction
         self.memory_budget_gb = memory_budget_gb
         self.fov_tolerance = float(fov_tolerance)
         self.require_reference = bool(require_reference)
@@ -327,7 +330,7 @@ class SliceWiseInferer(Inferer):
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         if self.channels_last and isinstance(network, torch.nn.Module):
             network.to(memory_format=torch.channels_last)
-        amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp_bf16)
+        amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_amp_bf16(self.amp_bf16, device))
         n_slices = in_shape3[axis]
         with torch.inference_mode(), amp:
             for b in range(batch):
