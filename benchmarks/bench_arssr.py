@@ -161,15 +161,14 @@ def bench_chunks(quick: bool, peaks: dict[str, float]) -> list[dict[str, Any]]:
     return rows
 
 
-def bench_whole_brain(quick: bool, shape: tuple[int, ...] | None = None, amp_bf16: bool = False) -> dict[str, Any]:
+def bench_whole_brain(quick: bool, shape: tuple[int, ...] | None = None, amp_bf16: bool | str = "auto") -> dict[str, Any]:
     if shape is None:
         shape = (64, 72, 60) if quick else (197, 233, 189)
     cmd = [sys.executable, "-m", "benchmarks.bench_arssr", "--child", "--shape", *map(str, shape), "--scale", "2"]
     if quick:
         n = int(np.prod(shape))
         cmd += ["--voxel_budget", str(n - 6000)]  # just below the input size: tiling is exercised
-    if amp_bf16:
-        cmd += ["--amp_bf16"]
+    cmd += ["--amp_bf16", str(amp_bf16).lower()]
     env = dict(os.environ)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -183,7 +182,7 @@ def _child(argv: list[str]) -> None:
     p.add_argument("--shape", type=int, nargs=3, required=True)
     p.add_argument("--scale", type=float, default=2.0)
     p.add_argument("--voxel_budget", type=int, default=None)
-    p.add_argument("--amp_bf16", action="store_true")
+    p.add_argument("--amp_bf16", default="auto", choices=["auto", "true", "false"])
     a = p.parse_args(argv)
     import psutil
     from monai.data import MetaTensor
@@ -194,7 +193,10 @@ def _child(argv: list[str]) -> None:
     torch.manual_seed(0)
     net = ArSSR().eval()
     x = MetaTensor(torch.rand(1, 1, *a.shape), affine=torch.eye(4, dtype=torch.float64))
-    kw = {"amp_bf16": a.amp_bf16}
+    from monai_inr.inferers import resolve_amp_bf16
+
+    amp = resolve_amp_bf16(a.amp_bf16, "cpu")
+    kw = {"amp_bf16": amp}
     if a.voxel_budget:
         kw["voxel_budget"] = a.voxel_budget
     inferer = ImplicitInferer(scale=a.scale, **kw)
@@ -210,7 +212,7 @@ def _child(argv: list[str]) -> None:
     res = {
         "LR": "x".join(map(str, a.shape)),
         "HR": "x".join(map(str, out.shape[2:])),
-        "path": "bf16 autocast" if a.amp_bf16 else "fp32 (defaults)",
+        "path": ("bf16 autocast" if amp else "fp32") + (" (auto: the default)" if a.amp_bf16 == "auto" else ""),
         "tiles": out.meta["sr_tiles"],
         "encoded / input voxels": round(timed.encoded_voxels / n_in, 2),
         "encoder s": round(timed.t_encode, 1),
@@ -241,7 +243,7 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
     if not ctx.get("skip_whole_brain"):
         shape = ctx.get("whole_brain_shape")
         rows = []
-        for amp in (False, True) if ctx.get("whole_brain_bf16") else (False,):
+        for amp in ctx.get("whole_brain_precisions") or ("auto",):
             rows.append(bench_whole_brain(quick, tuple(shape) if shape else None, amp))
             print(f"  whole brain: {rows[-1]}", flush=True)
         tables.append({"title": "(c) whole-brain x2, default ImplicitInferer settings (fresh process)", "rows": rows})

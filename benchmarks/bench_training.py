@@ -81,8 +81,14 @@ _WORKLOAD = textwrap.dedent("""
     meter = Meter()
     overrides = {"bundle_root": f"{work}/{bundle}_{amp}", "dataset_dir": data, "epochs": 100000,
                  "val_interval": 100000, "resume": False, "train_amp_bf16": amp}
-    run_bundle([f"bundles/{bundle}/configs/train.json", f"bundles/{bundle}/configs/{overlay}"], overrides,
-               extra_handlers=[meter], time_limit=seconds)
+    configs = [f"bundles/{bundle}/configs/train.json", f"bundles/{bundle}/configs/{overlay}"]
+    if bundle == "arrfr":  # its loss needs a pre-trained VGG: pre-train once (its own short workflow), then reuse
+        import pathlib
+        vgg_root = pathlib.Path(f"{work}/arrfr_vgg_{pathlib.Path(overlay).stem}")
+        if not (vgg_root / "models" / "vgg.pt").is_file():
+            run_bundle(configs, {"bundle_root": str(vgg_root), "dataset_dir": data}, run_id="pretraining")
+        overrides["vgg_ckpt"] = str(vgg_root / "models" / "vgg.pt")
+    run_bundle(configs, overrides, extra_handlers=[meter], time_limit=seconds)
     times = meter.done
     n = len(times) - 1
     rate = n / (times[-1] - times[0]) if n > 0 else float("nan")

@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--only", nargs="*", default=None, help="benchmark modules to run (default: all)")
     parser.add_argument("--skip_whole_brain", action="store_true", help="skip the whole-brain memory benchmark")
     parser.add_argument("--whole_brain_shape", type=int, nargs=3, default=None, help="LR shape (default 197 233 189)")
-    parser.add_argument("--whole_brain_bf16", action="store_true", help="also run the whole brain with amp_bf16")
+    parser.add_argument("--whole_brain_precisions", nargs="*", default=["auto"], choices=["auto", "true", "false"],
+                        help="amp_bf16 settings of the whole-brain runs (default: auto, the bundles' default)")
     args = parser.parse_args(argv)
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "quick": args.quick,
         "skip_whole_brain": args.skip_whole_brain,
         "whole_brain_shape": args.whole_brain_shape,
-        "whole_brain_bf16": args.whole_brain_bf16,
+        "whole_brain_precisions": args.whole_brain_precisions,
         "output_dir": out_dir,
     }
     for mod_name in MODULES:
