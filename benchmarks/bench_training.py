@@ -4,8 +4,9 @@ Each run is the bundle's own training (``python -m monai.bundle``'s ``ConfigWork
 :func:`monai_inr.evaluation.bundle.run_bundle`: data loading, random crops, the step, the handlers) in a fresh process
 with the project's thread settings (``OMP_WAIT_POLICY=PASSIVE``, the bundle's ``AdaptiveThreads``), for a fixed time:
 
-* iterations per second over the steady part (after the first ``WARMUP`` iterations), data loading included;
+* iterations per second over ``seconds`` after the first ``WARMUP`` iterations (data loading included);
 * the step's share of that time (``ITERATION_STARTED`` -> ``ITERATION_COMPLETED``; the rest is fetching the batch);
+* the same loop at the bundle's default precision with one busy neighbour process (contended / idle rate);
 * FLOPs of one training step counted by :class:`torch.utils.flop_counter.FlopCounterMode` (matrix products and
   convolutions of the forward and backward passes; lookups, activations and the optimiser not counted), hence
   GFLOP/s of the whole loop and of the step alone, against the fp32 or bf16 peak measured in the same run.
@@ -77,6 +78,8 @@ _WORKLOAD = textwrap.dedent("""
             else:
                 self.steps.append(now - self.t_start)
             self.done.append(now)
+            if self.flops is not None and now - self.done[0] >= seconds:  # measured for `seconds` after warm-up
+                engine.terminate()
 
     meter = Meter()
     overrides = {"bundle_root": f"{work}/{bundle}_{amp}", "dataset_dir": data, "epochs": 100000,
@@ -88,7 +91,7 @@ _WORKLOAD = textwrap.dedent("""
         if not (vgg_root / "models" / "vgg.pt").is_file():
             run_bundle(configs, {"bundle_root": str(vgg_root), "dataset_dir": data}, run_id="pretraining")
         overrides["vgg_ckpt"] = str(vgg_root / "models" / "vgg.pt")
-    run_bundle(configs, overrides, extra_handlers=[meter], time_limit=seconds)
+    run_bundle(configs, overrides, extra_handlers=[meter], time_limit=10 * seconds + 600)  # a safety limit only
     times = meter.done
     n = len(times) - 1
     rate = n / (times[-1] - times[0]) if n > 0 else float("nan")
@@ -118,12 +121,13 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
 
     quick = bool(ctx.get("quick", False))
     peaks = ctx.get("peaks", {})
-    seconds = float(ctx.get("training_seconds") or (15.0 if quick else 45.0))
+    seconds = float(ctx.get("training_seconds") or (15.0 if quick else 30.0))
     bundles = ctx.get("training_bundles") or list(PROFILES)
     out_dir = Path(ctx.get("output_dir", "runs/bench")).resolve()
     work, data_root = out_dir / "training_runs", out_dir / "data"
     rows: list[dict[str, Any]] = []
     native = native_bf16("cpu")
+    contention: list[dict[str, Any]] = []
     for bundle in bundles:
         overlay = "quick.json" if quick else PROFILES[bundle]
         results = {}
@@ -155,6 +159,9 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
                 "iterations": r["iterations"],
             })
             print(f"  training {bundle} ({overlay}) {rows[-1]['precision']}: {rows[-1]}", flush=True)
+        if ctx.get("training_contention", True) and results:
+            contention.append(_contended(bundle, overlay, seconds, work, data_root, results))
+            print(f"  training {bundle} with a busy neighbour: {contention[-1]}", flush=True)
     notes = [
         f"Each bundle's own training loop for {seconds:g} s in a fresh process (OMP_WAIT_POLICY=PASSIVE, the bundle's "
         f"AdaptiveThreads); rates after the first {WARMUP} iterations, data loading included ('loop'); 'step' is "
@@ -164,8 +171,44 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
         f"bf16 is native on this CPU (AMX / AVX-512 BF16): {native}. Where it is not, bf16 runs are emulated "
         "and slow; the bundles' 'auto' setting then trains in fp32.",
     ]
+    notes.append("Busy neighbour: one process of 2-thread 768^2 matrix products (benchmarks.bench_contention) running "
+                 "beside the bundle's training at its default precision ('auto'); a fair share is 50 %, the target "
+                 ">= 40 % of the idle rate.")
     return {"title": "Training throughput of each bundle's CPU profile", "notes": notes,
-            "tables": [{"title": "training loops, fp32 and bf16 autocast", "rows": rows}]}
+            "tables": [{"title": "training loops, fp32 and bf16 autocast", "rows": rows},
+                       {"title": "training loops with a busy neighbour (default precision)", "rows": contention}]}
+
+
+def _contended(bundle: str, overlay: str, seconds: float, work: Path, data_root: Path,
+               idle: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The bundle's training at its default precision with one busy neighbour process, against its idle rate."""
+    import time
+
+    from benchmarks.bench_contention import _NEIGHBOUR
+    from monai_inr.inferers import native_bf16
+
+    amp = "true" if native_bf16("cpu") else "false"  # what 'auto' resolves to here
+    if amp not in idle:
+        return {"bundle": bundle, "error": "no idle measurement"}
+    neighbour = subprocess.Popen([sys.executable, "-c", _NEIGHBOUR])
+    try:
+        time.sleep(1.0)
+        busy = _measure(bundle, overlay, amp, seconds, work, data_root / f"{bundle}_{Path(overlay).stem}")
+        load = os.getloadavg()[0]
+    except Exception as e:
+        return {"bundle": bundle, "error": f"{type(e).__name__}: {str(e)[-300:]}"}
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+    return {
+        "bundle": bundle,
+        "precision": "bf16 autocast" if amp == "true" else "fp32",
+        "idle it/s": round(idle[amp]["it_per_s"], 2),
+        "contended it/s": round(busy["it_per_s"], 2),
+        "contended / idle": f"{100 * busy['it_per_s'] / idle[amp]['it_per_s']:.0f} %",
+        "threads (end)": busy["threads_end"],
+        "load avg": round(load, 2),
+    }
 
 
 if __name__ == "__main__":
@@ -178,7 +221,8 @@ if __name__ == "__main__":
     parser.add_argument("--bundles", nargs="*", default=None, choices=list(PROFILES))
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--output_dir", default="runs/bench")
+    parser.add_argument("--no_contention", action="store_true", help="skip the runs with a busy neighbour")
     a = parser.parse_args()
     res = run({"quick": a.quick, "peaks": measure_peaks(quick=True), "output_dir": a.output_dir,
-               "training_bundles": a.bundles, "training_seconds": a.seconds})
+               "training_bundles": a.bundles, "training_seconds": a.seconds, "training_contention": not a.no_contention})
     print(json.dumps(res, indent=1, default=str))
