@@ -12,8 +12,8 @@ with the project's thread settings (``OMP_WAIT_POLICY=PASSIVE``, the bundle's ``
   GFLOP/s of the whole loop and of the step alone, against the fp32 or bf16 peak measured in the same run.
 
 Profiles (``PROFILES``): the CPU profiles (``cpu.json``) of ArSSR, Dual-ArbNet and Nexus-INR on their realistic data,
-the multi-contrast INR's hash grid (``hashgrid.json``) on its synthetic subject, ArRFR's ``quick.json`` (it has no
-CPU profile yet); ``--quick`` uses every bundle's ``quick.json``. Data are built on first use under
+the multi-contrast INR's hash grid (``hashgrid.json``) and its paper network (``train.json``: Fourier features, a
+1024-wide split-head MLP) on its synthetic 1 mm subject, ArRFR's ``quick.json`` (it has no CPU profile yet); ``--quick`` uses every bundle's ``quick.json``. Data are built on first use under
 ``<output_dir>/data/<bundle>`` and reused by later runs (the realistic 1 mm sets take minutes to build once).
 
 ``run(ctx) -> dict`` (``benchmarks/run.py``); ``python -m benchmarks.bench_training [--quick]`` prints the table.
@@ -33,13 +33,15 @@ __all__ = ["PROFILES", "run"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: bundle -> overlay on train.json that is its CPU training profile
+#: row -> (bundle, overlay on train.json: its CPU training profile, or "train.json" for the paper profile itself,
+#: data folder under <output_dir>/data: profiles that train on the same data share it)
 PROFILES = {
-    "arssr": "cpu.json",
-    "dual_arbnet": "cpu.json",
-    "nexus_inr": "cpu.json",
-    "multi_contrast_inr": "hashgrid.json",
-    "arrfr": "quick.json",
+    "arssr": ("arssr", "cpu.json", "arssr_cpu"),
+    "dual_arbnet": ("dual_arbnet", "cpu.json", "dual_arbnet_cpu"),
+    "nexus_inr": ("nexus_inr", "cpu.json", "nexus_inr_cpu"),
+    "multi_contrast_inr": ("multi_contrast_inr", "hashgrid.json", "multi_contrast_inr_hashgrid"),
+    "multi_contrast_inr:paper": ("multi_contrast_inr", "train.json", "multi_contrast_inr_hashgrid"),
+    "arrfr": ("arrfr", "quick.json", "arrfr_quick"),
 }
 WARMUP = 3  # iterations excluded from the rate (first-call set-up, caches)
 
@@ -82,11 +84,14 @@ _WORKLOAD = textwrap.dedent("""
                 engine.terminate()
 
     meter = Meter()
-    overrides = {"bundle_root": f"{work}/{bundle}_{amp}", "dataset_dir": data, "epochs": 100000,
+    import pathlib, shutil
+    root = pathlib.Path(f"{work}/{bundle}_{pathlib.Path(overlay).stem}_{amp}")
+    shutil.rmtree(root, ignore_errors=True)  # the benchmark's own scratch folder: every run starts clean
+    overrides = {"bundle_root": str(root), "dataset_dir": data, "epochs": 100000,
                  "val_interval": 100000, "resume": False, "train_amp_bf16": amp}
-    configs = [f"bundles/{bundle}/configs/train.json", f"bundles/{bundle}/configs/{overlay}"]
+    configs = [f"bundles/{bundle}/configs/train.json"] + ([f"bundles/{bundle}/configs/{overlay}"]
+                                                          if overlay != "train.json" else [])
     if bundle == "arrfr":  # its loss needs a pre-trained VGG: pre-train once (its own short workflow), then reuse
-        import pathlib
         vgg_root = pathlib.Path(f"{work}/arrfr_vgg_{pathlib.Path(overlay).stem}")
         if not (vgg_root / "models" / "vgg.pt").is_file():
             run_bundle(configs, {"bundle_root": str(vgg_root), "dataset_dir": data}, run_id="pretraining")
@@ -122,20 +127,25 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
     quick = bool(ctx.get("quick", False))
     peaks = ctx.get("peaks", {})
     seconds = float(ctx.get("training_seconds") or (15.0 if quick else 30.0))
-    bundles = ctx.get("training_bundles") or list(PROFILES)
+    names = ctx.get("training_bundles") or list(PROFILES)
     out_dir = Path(ctx.get("output_dir", "runs/bench")).resolve()
     work, data_root = out_dir / "training_runs", out_dir / "data"
     rows: list[dict[str, Any]] = []
     native = native_bf16("cpu")
     contention: list[dict[str, Any]] = []
-    for bundle in bundles:
-        overlay = "quick.json" if quick else PROFILES[bundle]
+    for name in names:
+        bundle, overlay, data_tag = PROFILES[name]
+        if quick and name != bundle:
+            continue  # the quick pass runs each bundle's quick.json once
+        if quick:
+            overlay, data_tag = "quick.json", f"{bundle}_quick"
+        data = data_root / data_tag
         results = {}
         for amp in ("false", "true"):
             try:
-                r = _measure(bundle, overlay, amp, seconds, work, data_root / f"{bundle}_{Path(overlay).stem}")
+                r = _measure(bundle, overlay, amp, seconds, work, data)
             except Exception as e:  # one bundle must not lose the others' results
-                rows.append({"bundle": bundle, "profile": overlay, "precision": "bf16" if amp == "true" else "fp32",
+                rows.append({"bundle": name, "profile": overlay, "precision": "bf16" if amp == "true" else "fp32",
                              "error": f"{type(e).__name__}: {str(e)[-300:]}"})
                 continue
             results[amp] = r
@@ -144,7 +154,7 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
             loop_g = flops * r["it_per_s"] / 1e9
             step_g = flops / r["step_s"] / 1e9 if r["step_s"] > 0 else float("nan")
             rows.append({
-                "bundle": bundle,
+                "bundle": name,
                 "profile": overlay,
                 "precision": "bf16 autocast" if amp == "true" else "fp32",
                 "it/s": round(r["it_per_s"], 2),
@@ -158,10 +168,11 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
                 if amp == "true" and "false" in results else None,
                 "iterations": r["iterations"],
             })
-            print(f"  training {bundle} ({overlay}) {rows[-1]['precision']}: {rows[-1]}", flush=True)
+            print(f"  training {name} ({overlay}) {rows[-1]['precision']}: {rows[-1]}", flush=True)
         if ctx.get("training_contention", True) and results:
-            contention.append(_contended(bundle, overlay, seconds, work, data_root, results))
-            print(f"  training {bundle} with a busy neighbour: {contention[-1]}", flush=True)
+            contention.append(_contended(bundle, overlay, seconds, work, data, results))
+            contention[-1]["bundle"] = name
+            print(f"  training {name} with a busy neighbour: {contention[-1]}", flush=True)
     notes = [
         f"Each bundle's own training loop for {seconds:g} s in a fresh process (OMP_WAIT_POLICY=PASSIVE, the bundle's "
         f"AdaptiveThreads); rates after the first {WARMUP} iterations, data loading included ('loop'); 'step' is "
@@ -179,7 +190,7 @@ def run(ctx: dict[str, Any]) -> dict[str, Any]:
                        {"title": "training loops with a busy neighbour (default precision)", "rows": contention}]}
 
 
-def _contended(bundle: str, overlay: str, seconds: float, work: Path, data_root: Path,
+def _contended(bundle: str, overlay: str, seconds: float, work: Path, data: Path,
                idle: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The bundle's training at its default precision with one busy neighbour process, against its idle rate."""
     import time
@@ -193,7 +204,7 @@ def _contended(bundle: str, overlay: str, seconds: float, work: Path, data_root:
     neighbour = subprocess.Popen([sys.executable, "-c", _NEIGHBOUR])
     try:
         time.sleep(1.0)
-        busy = _measure(bundle, overlay, amp, seconds, work, data_root / f"{bundle}_{Path(overlay).stem}")
+        busy = _measure(bundle, overlay, amp, seconds, work, data)
         load = os.getloadavg()[0]
     except Exception as e:
         return {"bundle": bundle, "error": f"{type(e).__name__}: {str(e)[-300:]}"}
