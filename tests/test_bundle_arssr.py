@@ -93,7 +93,8 @@ def test_inference_writes_sr_volume_with_physical_geometry(trained, tmp_path):
     net = ArSSR(encoder="RDN", feature_channels=16, decoder_hidden=32, encoder_kwargs=TINY_NET["encoder_kwargs"])
     net.load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True))
     net.eval()
-    pred = ImplicitInferer(scale=2.5)(torch.from_numpy((lr - lo) / (hi - lo))[None, None], net)
+    # the bundle's precision ("auto": bf16 where native, see inferers.precision), so both runs take the same path
+    pred = ImplicitInferer(scale=2.5, amp_bf16="auto")(torch.from_numpy((lr - lo) / (hi - lo))[None, None], net)
     np.testing.assert_allclose(sr_img.get_fdata(), pred[0, 0].numpy() * (hi - lo) + lo, rtol=1e-4, atol=1e-4 * (hi - lo))
 
 
