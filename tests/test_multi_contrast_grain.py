@@ -60,16 +60,25 @@ def pair(tmp_path_factory) -> dict:
     return {"item": item_lr, "truth": truth, "mask": np.asarray(nib.load(item["mask"]).dataobj) > 0}
 
 
+# The box holds about a tenth of a whole subject's voxels, so quick.json's 8 epochs would be a tenth of its optimiser
+# steps (about 40): the fit runs the steps a whole subject gets.
+EPOCHS = 40
+
+
 def _fit_errors(pair: dict, **overrides) -> dict[str, float]:
     cfg = bundle_config_dir("multi_contrast_inr")
-    method = MultiContrastINRMethod([str(cfg / "train.json"), str(cfg / "quick.json")], overrides=overrides)
+    method = MultiContrastINRMethod([str(cfg / "train.json"), str(cfg / "quick.json")],
+                                    overrides={"epochs": EPOCHS, **overrides})
     preds = dict(zip(("t1w", "t2w"), method(pair["item"])))
     return {k: high_frequency_error(preds[k], pair["truth"][k], axis=THICK_AXES[k], mask=pair["mask"])
             for k in ("t1w", "t2w")}
 
 
 def test_forward_model_fit_has_no_through_plane_grain(pair):
-    errors = _fit_errors(pair)  # quick.json: the thick-slice forward model (slice_profile_samples 4)
+    # quick.json: the thick-slice forward model (slice_profile_samples 4). Measured: T1w 0.85, T2w 0.93 (cubic 0.90 /
+    # 0.88); with the finest hash level tied to the 2 mm acquisition (hashgrid_max_resolution 48 for this box) 0.66 /
+    # 0.70, and +0.5 / +0.7 dB in-brain PSNR
+    errors = _fit_errors(pair)
     assert all(e < 1.0 for e in errors.values()), errors
 
 
