@@ -242,3 +242,41 @@ def test_arrfr_overlay_items(datalist, tmp_path):
     # blurred and noisy, on the concentration scale
     assert not np.allclose(na, truth, atol=1.0) and np.corrcoef(na.ravel(), truth.ravel())[0, 1] > 0.5
     assert parser.get_parsed_content("evaluate::report::metadata::datalist") == str(datalist)
+
+
+def test_multi_contrast_ablation_rows_are_opt_in_and_fit_one_inr_per_contrast(tmp_path, monkeypatch):
+    """``eval_realistic_ablations``: the single-contrast INR (one fit per contrast) and the vanilla INR join MC-INR;
+    ``fit_and_restore`` fits each selection and returns both contrasts in order."""
+    from monai.bundle import ConfigParser
+
+    from monai_inr.evaluation import methods as M
+
+    configs = REPO / "bundles" / "multi_contrast_inr" / "configs"
+    names = {}
+    for ablations in (False, True):
+        parser = ConfigParser()
+        parser.read_config([str(configs / "train.json"), str(configs / "evaluate_realistic.json")])
+        parser["bundle_root"] = str(tmp_path)
+        parser["eval_realistic_ablations"] = ablations
+        names[ablations] = [name for name in parser.get_parsed_content("eval_realistic_methods")]
+        if ablations:
+            single = parser.get_parsed_content("eval_realistic_single")
+            assert single.overrides["contrasts"] == [[0], [1]] and single.overrides["architecture"] == "vanilla"
+    assert "MC-INR" in names[False] and not {"single-contrast INR", "vanilla INR"} & set(names[False])
+    assert {"MC-INR", "single-contrast INR", "vanilla INR"} <= set(names[True])
+
+    calls = []
+
+    class Fit:
+        def __init__(self, sel):
+            self.sel, self.seconds, self.epochs, self.mi_history, self.stopped_early = sel, 2.0, 3, [], False
+
+    monkeypatch.setattr(M, "fit_subject", lambda cfg, c1, c2, run: calls.append(run.get("contrasts")) or
+                        Fit(run.get("contrasts")))
+    monkeypatch.setattr(M, "restore_fit", lambda fit, shape, affine, chunk, sel: [np.full(shape, float(s)) for s in
+                                                                                    (sel if sel else (0, 1))])
+    outs, info = M.fit_and_restore(["cfg"], "a", "b", {"contrasts": [[0], [1]], "epochs": 2}, (2, 2, 2), np.eye(4))
+    assert calls == [[0], [1]] and [float(o.mean()) for o in outs] == [0.0, 1.0] and info["fit_seconds"] == 4.0
+    calls.clear()
+    outs, _ = M.fit_and_restore(["cfg"], "a", "b", {"epochs": 2}, (2, 2, 2), np.eye(4))
+    assert calls == [None] and len(outs) == 2

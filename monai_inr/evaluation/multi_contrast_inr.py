@@ -32,8 +32,8 @@ from monai_inr.io import save_nifti
 from monai_inr.metrics import write_metrics
 from monai_inr.metrics.multi_contrast import evaluate_contrast_pair
 
-from .bundle import ConfigFiles, config_file_list, fit_subject, network_from_bundle
-from .methods import BASELINE_ORDERS, InterpolationMethod, restore_fit, target_grid
+from .bundle import ConfigFiles, config_file_list, network_from_bundle
+from .methods import BASELINE_ORDERS, InterpolationMethod, fit_and_restore, target_grid
 from .runner import EvaluationRunner, Reference, load_reference, read_datalist
 
 __all__ = ["MultiContrastEvaluation", "METHODS"]
@@ -59,19 +59,11 @@ class _FittedINR:
 
     def __call__(self, item: Mapping[str, Any]) -> list[np.ndarray]:
         shape, affine = target_grid(item, "label1")
-        overrides = dict(METHODS[self.method])
-        selections = overrides.pop("contrasts", [None])
-        self.info = {"fit_seconds": 0.0, "epochs": 0.0}
-        outs: list[np.ndarray] = []
-        for sel in selections:
-            run = {**self.owner.overrides, **overrides, **({"contrasts": sel} if sel is not None else {})}
-            fit = fit_subject(self.owner.config_files, item["contrast1"], item["contrast2"], run)
-            outs += restore_fit(fit, shape, affine, self.owner.chunk_size, sel)
-            self.info["fit_seconds"] += fit.seconds
-            self.info["epochs"] = max(self.info["epochs"], float(fit.epochs))
-            if fit.mi_history:
-                self.info["mi_history"] = fit.mi_history
-                self.info["stopped_early"] = fit.stopped_early
+        outs, info = fit_and_restore(self.owner.config_files, item["contrast1"], item["contrast2"],
+                                     {**self.owner.overrides, **METHODS[self.method]}, shape, affine,
+                                     self.owner.chunk_size)
+        info.pop("last_fit")
+        self.info = info
         return outs
 
 
