@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--whole_brain_shape", type=int, nargs=3, default=None, help="LR shape (default 197 233 189)")
     parser.add_argument("--whole_brain_precisions", nargs="*", default=["auto"], choices=["auto", "true", "false"],
                         help="amp_bf16 settings of the whole-brain runs (default: auto, the bundles' default)")
+    parser.add_argument("--training_seconds", type=float, default=None,
+                        help="seconds per training measurement (default 30; --quick 15)")
     args = parser.parse_args(argv)
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -170,6 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "skip_whole_brain": args.skip_whole_brain,
         "whole_brain_shape": args.whole_brain_shape,
         "whole_brain_precisions": args.whole_brain_precisions,
+        "training_seconds": args.training_seconds,
         "output_dir": out_dir,
     }
     for mod_name in MODULES:
