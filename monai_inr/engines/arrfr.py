@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from monai_inr.inferers.precision import resolve_amp_bf16
+from monai_inr.inferers.precision import amp_setting, resolve_amp_bf16
 from monai_inr.transforms.multiscale import lr_key, lr_query_grid
 
 __all__ = ["ArRFRStep"]
@@ -71,8 +71,7 @@ class ArRFRStep:
         self.sodium_key, self.t2w_key, self.degraded_key = sodium_key, t2w_key, degraded_key
         self.per_scale_step = bool(per_scale_step)
         self.train = bool(train)
-        resolve_amp_bf16(amp_bf16)  # refuse a bad value at construction
-        self.amp_bf16 = amp_bf16
+        self.amp_bf16 = amp_setting(amp_bf16)
 
     def __call__(self, engine: Any, batchdata: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         device = engine.state.device

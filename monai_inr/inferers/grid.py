@@ -21,7 +21,7 @@ from monai_inr.errors import InputError
 from monai_inr.io import read_image_geometry
 from monai_inr.inferers.memory import check_memory, estimate_peak_bytes, memory_budget_bytes
 from monai_inr.networks.utils import unwrap_network
-from monai_inr.inferers.precision import resolve_amp_bf16
+from monai_inr.inferers.precision import amp_setting, resolve_amp_bf16
 
 __all__ = ["predict_points", "predict_on_grid", "reference_grid", "MultiContrastGridInferer"]
 
@@ -116,7 +116,7 @@ class MultiContrastGridInferer(Inferer):
             shape, affine = output_grid
             self.output_grid = (tuple(int(n) for n in shape)[:3], np.asarray(affine, dtype=np.float64).reshape(4, 4))
         self.chunk_size = int(chunk_size)
-        self.amp_bf16 = amp_bf16 if isinstance(amp_bf16, str) else bool(amp_bf16)
+        self.amp_bf16 = amp_setting(amp_bf16)
         self.memory_budget_gb = memory_budget_gb
 
     def plan(self, network: torch.nn.Module, target_spacing: Any) -> tuple[SharedFrame, tuple[int, ...], np.ndarray]:

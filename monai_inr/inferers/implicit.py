@@ -30,7 +30,7 @@ from monai_inr.inferers.memory import (
     memory_budget_bytes,
     memory_error,
 )
-from monai_inr.inferers.precision import resolve_amp_bf16
+from monai_inr.inferers.precision import amp_setting, resolve_amp_bf16
 from monai_inr.networks.utils import unwrap_network
 
 __all__ = ["ImplicitNetwork", "ImplicitInferer", "TilePlan", "plan_tiles"]
@@ -220,8 +220,7 @@ class ImplicitInferer(Inferer):
         self.scale = scale
         self.target_spacing = target_spacing
         self.chunk_size = int(chunk_size)
-        self.amp_bf16 = amp_bf16 if isinstance(amp_bf16, str) else bool(amp_bf16)
-        resolve_amp_bf16(self.amp_bf16)  # refuse a bad value at construction
+        self.amp_bf16 = amp_setting(amp_bf16)
         self.voxel_budget = int(voxel_budget)
         self.memory_budget_gb = memory_budget_gb
         self.progress = bool(progress)

@@ -48,7 +48,7 @@ from monai_inr.inferers.memory import (
 from monai_inr.io import check_volume, load_volume
 from monai_inr.networks.utils import unwrap_network
 from monai_inr.transforms.nexus_sampling import MODALITIES, zscore_stats
-from monai_inr.inferers.precision import resolve_amp_bf16
+from monai_inr.inferers.precision import amp_setting, resolve_amp_bf16
 
 __all__ = [
     "NexusVolumeInferer",
@@ -304,7 +304,7 @@ class NexusVolumeInferer(Inferer):
         encoder_voxel_budget: int | None = None,
     ) -> None:
         super().__init__()
-        self.tile_size, self.memory_budget_gb, self.amp_bf16 = int(tile_size), memory_budget_gb, amp_bf16
+        self.tile_size, self.memory_budget_gb, self.amp_bf16 = int(tile_size), memory_budget_gb, amp_setting(amp_bf16)
         self.encoder_voxel_budget = encoder_voxel_budget
 
     def __call__(self, inputs, network, t2w_lr, output_shape, output_affine, *args, **kwargs) -> MetaTensor:

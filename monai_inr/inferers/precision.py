@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 from monai.inferers import Inferer, SimpleInferer
 
-__all__ = ["native_bf16", "resolve_amp_bf16", "AutocastInferer"]
+__all__ = ["native_bf16", "resolve_amp_bf16", "amp_setting", "AutocastInferer"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,13 @@ def resolve_amp_bf16(amp_bf16: bool | str, device: torch.device | str = "cpu") -
     return bool(amp_bf16)
 
 
+def amp_setting(amp_bf16: bool | str) -> bool | str:
+    """An ``amp_bf16`` setting as an object stores it before it knows its device: a bool, or a string kept as given
+    (resolved per call by :func:`resolve_amp_bf16`); a bad value is refused here, at construction."""
+    resolve_amp_bf16(amp_bf16)
+    return amp_bf16 if isinstance(amp_bf16, str) else bool(amp_bf16)
+
+
 class AutocastInferer(Inferer):
     """Runs another inferer (default :class:`monai.inferers.SimpleInferer`) under bf16 autocast on the inputs' device,
     when :func:`resolve_amp_bf16` says so; otherwise it is that inferer unchanged.
@@ -64,8 +71,7 @@ class AutocastInferer(Inferer):
     def __init__(self, inferer: Inferer | None = None, amp_bf16: bool | str = "auto") -> None:
         super().__init__()
         self.inferer = SimpleInferer() if inferer is None else inferer
-        resolve_amp_bf16(amp_bf16)  # refuse a bad value at construction
-        self.amp_bf16 = amp_bf16
+        self.amp_bf16 = amp_setting(amp_bf16)
         self._announced: set[str] = set()
 
     def enabled(self, device: torch.device | str) -> bool:

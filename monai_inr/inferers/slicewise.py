@@ -37,7 +37,7 @@ from monai_inr import coords
 from monai_inr.errors import InputError
 from monai_inr.inferers.memory import check_memory, estimate_peak_bytes, memory_budget_bytes
 from monai_inr.networks.utils import unwrap_network
-from monai_inr.inferers.precision import resolve_amp_bf16
+from monai_inr.inferers.precision import amp_setting, resolve_amp_bf16
 
 __all__ = ["ReferenceSliceNetwork", "SliceWiseInferer", "ReferencePlan", "plan_reference", "validate_scale_range"]
 
@@ -220,8 +220,7 @@ class SliceWiseInferer(Inferer):
         self.min_scale = float(min_scale)
         self.max_scale = None if max_scale is None else float(max_scale)
         self.slices_per_batch = int(slices_per_batch)
-        self.amp_bf16 = amp_bf16 if isinstance(amp_bf16, str) else bool(amp_bf16)
-        resolve_amp_bf16(self.amp_bf16)  # refuse a bad value at construction
+        self.amp_bf16 = amp_setting(amp_bf16)
         self.memory_budget_gb = memory_budget_gb
         self.fov_tolerance = float(fov_tolerance)
         self.require_reference = bool(require_reference)
