@@ -11,6 +11,7 @@ is the counter-example the check must catch. Skipped, naming the package, withou
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -38,8 +39,6 @@ def pair(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("mc_grain")
     datalist = realistic.build_realistic_dataset(root / "data", num_train=1, num_val=0, num_test=1, spacing=2.0,
                                                  seed=0, contrasts=("t1w", "t2w"), write_real=False)
-    import json
-
     subject = json.loads(Path(datalist).read_text(encoding="utf-8"))["test"][0]
     mask_img = nib.load(subject["mask"])
     mask = np.asarray(mask_img.dataobj) > 0
