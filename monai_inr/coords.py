@@ -338,6 +338,23 @@ class SharedFrame:
     def world_to_normalized(self, xyz: np.ndarray) -> np.ndarray:
         return ((np.asarray(xyz, np.float64) @ self.rotation) - self.centre) / self.half_extent
 
+    def sampling_along_axes(self, affine: Any) -> np.ndarray:
+        """Millimetres between samples of a grid with ``affine`` along each frame axis ``(3,)``.
+
+        Moving 1 mm along frame axis ``k`` moves ``|(M^-1)_{ik}|`` voxels along voxel axis ``i`` (``M = R^T A``, the
+        grid's voxel steps in frame mm); the grid samples that direction as finely as its most-aligned voxel axis, so
+        the spacing is ``1 / max_i |(M^-1)_{ik}|``: the voxel spacing for an aligned grid, in between for an oblique
+        one (a 45-degree grid of 1 mm x 4 mm voxels samples at 1.41 mm).
+        """
+        m = self.rotation.T @ np.asarray(affine, np.float64)[:3, :3]
+        return 1.0 / np.abs(np.linalg.inv(m)).max(axis=0)
+
+    def cells_across(self, spacing: float | Sequence[float]) -> list[int]:
+        """Cells across the normalised ``[-1, 1]`` per frame axis with a cell of ``spacing`` mm (at least one cell;
+        rounded up, so the cell is never coarser than ``spacing``)."""
+        sp = np.broadcast_to(np.asarray(spacing, np.float64), (3,))
+        return [max(1, int(math.ceil(2.0 * self.half_extent / float(v) - 1e-6))) for v in sp]
+
     def normalized_to_world(self, n: np.ndarray) -> np.ndarray:
         return (np.asarray(n, np.float64) * self.half_extent + self.centre) @ self.rotation.T
 

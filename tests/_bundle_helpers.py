@@ -75,9 +75,16 @@ def run_torchrun_training(
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    state = torch.load(model, weights_only=True)
+    state = checkpoint_weights(model)
     assert state and not any(k.startswith("module.") for k in state)
     return state
+
+
+def checkpoint_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict of a checkpoint: a plain one, or the ``"model"`` entry of one that carries its network
+    definition (``monai_inr.engines.save_network_checkpoint``)."""
+    state = torch.load(path, weights_only=True)
+    return state["model"] if "network_def" in state else state
 
 
 def run_workflow(

@@ -21,6 +21,7 @@ from _bundle_helpers import (
     SCHEMA,
     BundleFiles,
     TrainedBundle,
+    checkpoint_weights,
     run_torchrun_training,
 )
 from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
@@ -78,7 +79,8 @@ class Case:
     the eager network (from the tiny overrides) the export must reproduce within ``atol``/``rtol`` on every probe;
     ``torchrun_configs`` / ``torchrun``: the multi-GPU run's configs and its overrides on top of the training ones
     (string values formatted with ``root`` = the trained bundle root and ``tmp`` = the test's temporary folder; the run
-    writes to ``{tmp}/ddp``); ``state_keys``: keys the state dict it saves must hold.
+    writes to ``{tmp}/ddp``); ``state_keys``: keys the state dict it saves must hold; ``key_in_ckpt``: where the
+    weights are inside the trained checkpoint (``"model"`` for a checkpoint that carries its network definition).
     """
 
     name: str
@@ -92,6 +94,7 @@ class Case:
     torchrun_configs: tuple[str, ...] = ("train", "quick", "multi_gpu_train")
     torchrun: dict = field(default_factory=dict)
     state_keys: tuple[str, ...] = ()
+    key_in_ckpt: str = ""
 
     @property
     def files(self) -> BundleFiles:
@@ -125,6 +128,7 @@ CASES = (
         verify_any=8,
         torchrun={"epochs": 1},
         state_keys=("frame_affine",),
+        key_in_ckpt="model",  # the fit's checkpoint carries its network (a hash grid sized to the acquisition)
     ),
     Case(
         "nexus_inr", _nexus_inr,
@@ -243,11 +247,12 @@ def test_verify_net_in_out_and_ckpt_export(case, trained, tmp_path):
     ts = tmp_path / "model.ts"
     ckpt_export(
         net_id="network_def", filepath=str(ts), ckpt_file=str(trained.model), meta_file=files.meta,
-        config_file=configs, bundle_root=str(trained.root), **net,  # script mode, as the model zoo runs it
+        config_file=configs, bundle_root=str(trained.root), key_in_ckpt=case.key_in_ckpt,
+        **net,  # script mode, as the model zoo runs it
     )
     exported = torch.jit.load(str(ts))
     reference = case.reference(net)
-    reference.load_state_dict(torch.load(trained.model, weights_only=True))
+    reference.load_state_dict(checkpoint_weights(trained.model))
     reference.eval()
     for probe in case.probes:
         x = case.sample(probe.shape)

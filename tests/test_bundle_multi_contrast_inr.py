@@ -20,6 +20,8 @@ from monai.bundle import ConfigWorkflow
 
 from monai_inr import coords
 from monai_inr.coords import SharedFrame
+from monai_inr.data.coordinates import ContrastPair
+from monai_inr.engines import network_from_checkpoint
 from monai_inr.networks.nets import MultiContrastINR
 
 pytestmark = pytest.mark.xdist_group("multi_contrast_inr_bundle")
@@ -56,10 +58,16 @@ def test_configs_are_indented_json():
         assert text == json.dumps(json.loads(text), indent=4) + "\n", f.name
 
 
-def test_training_writes_a_self_contained_state_dict(trained):
+def test_training_writes_a_self_contained_checkpoint(trained):
     root, _, item, _ = trained
-    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    saved = torch.load(root / "models" / "model.pt", weights_only=True)
+    # the fit's checkpoint carries the network it was fitted as, and that definition rebuilds it
+    assert saved["network_def"]["_target_"] == "monai_inr.networks.nets.MultiContrastINR"
+    rebuilt = network_from_checkpoint(torch.nn.Identity(), root / "models" / "model.pt")
+    assert isinstance(rebuilt, MultiContrastINR)
+    state = saved["model"]
     assert all(isinstance(v, torch.Tensor) for v in state.values())
+    assert rebuilt.state_dict().keys() == state.keys()
     for key in ("encoding.B", "frame_affine", "fov_bounds", "intensity_range"):
         assert key in state
     # the stored frame is the union FOV of the two inputs
@@ -118,10 +126,8 @@ def test_inference_samples_both_contrasts_on_the_union_fov(trained, tmp_path):
     hr = nib.load(item["label1"])
     lo_fov = coords.voxel_to_world(np.full(3, -0.5), hr.affine)
     hi_fov = coords.voxel_to_world(np.asarray(hr.shape) - 0.5, hr.affine)
-    state = torch.load(root / "models" / "model.pt", weights_only=True)
-    net = MultiContrastINR(architecture="split_head", **{k: v for k, v in TINY_NET.items() if k != "encoding"})
-    net.load_state_dict(state)
-    net.eval()
+    state = torch.load(root / "models" / "model.pt", weights_only=True)["model"]
+    net = network_from_checkpoint(torch.nn.Identity(), root / "models" / "model.pt").eval()
     frame = SharedFrame.from_affine(state["frame_affine"], state["fov_bounds"])
     for c, stem in enumerate(stems):
         img = nib.load(str(tmp_path / f"{stem}_sr.nii.gz"))
@@ -263,12 +269,24 @@ def test_hashgrid_profile_fits_a_synthetic_subject_without_inputs(tmp_path):
         "bundle_root": str(root), "data_spacing": 8.0, "slice_factor": 2.0, "epochs": 1, "batch_size": 4096,
         "mi_points": 500,
         "encoding_kwargs": {"num_levels": 4, "features_per_level": 2, "log2_table_size": 12, "base_resolution": 4,
-                            "max_resolution": 32},
+                            "max_resolution": "@hashgrid_cells"},  # hashgrid.json's "auto"
     }
     wf = workflow([TRAIN, HASHGRID], **kw)
     wf.initialize()
     wf.run()
     wf.finalize()
-    state = torch.load(root / "models" / "model.pt", weights_only=True)
-    assert "encoding.embeddings" in state
-    assert len(list((root / "data" / "synthetic_subject").glob("*acq-*.nii.gz"))) == 2
+    saved = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert "encoding.embeddings" in saved["model"]
+    files = sorted((root / "data" / "synthetic_subject").glob("*acq-*.nii.gz"))
+    assert len(files) == 2
+    # the finest level is sized to the acquisition: one cell per finest acquired sample along each frame axis
+    pair = ContrastPair(wf.parser.get_parsed_content("pair_files")[0], wf.parser.get_parsed_content("pair_files")[1])
+    cells = pair.acquired_resolution()
+    assert saved["network_def"]["encoding_kwargs"]["max_resolution"] == cells
+    assert min(cells) < 128  # not the stand-in size: inference below must build the network from the checkpoint
+    inf = workflow([INFER, HASHGRID], "infer", bundle_root=str(root), output_dir=str(tmp_path / "out"),
+                   target_spacing=8.0)
+    inf.initialize()
+    assert inf.parser.get_parsed_content("network").encoding.resolutions[-1] == tuple(cells)
+    inf.run()
+    assert len(list((tmp_path / "out").glob("*_sr.nii.gz"))) == 2

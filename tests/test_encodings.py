@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from monai_inr.networks.encodings import _PRIMES, FourierFeatures, HashGridEncoding, get_encoding
+from monai_inr.networks.encodings import _PRIMES, FourierFeatures, HashGridEncoding, fixed_resolution, get_encoding
 
 
 def test_fourier_features_formula_and_buffer():
@@ -35,15 +35,17 @@ def _naive_hash_grid(enc: HashGridEncoding, x: torch.Tensor) -> torch.Tensor:
     t = 2**enc.log2_table_size
     offsets = [sum(enc.level_sizes[:i]) for i in range(enc.num_levels)]
     out = []
-    for lvl, r in enumerate(enc.resolutions):
-        u = torch.minimum((x.clamp(-1, 1) + 1) / 2 * r, torch.tensor(r - 1e-4))
+    for lvl, res in enumerate(enc.resolutions):
+        r = torch.tensor(res if isinstance(res, tuple) else (res,) * 3, dtype=torch.float32)  # per axis
+        n = [int(v) + 1 for v in r]
+        u = torch.minimum((x.clamp(-1, 1) + 1) / 2 * r, r - 1e-4)
         b = u.floor().long()
         f = u - b
         acc = torch.zeros(x.shape[0], enc.features_per_level)
         for c in itertools.product((0, 1), repeat=3):
             v = b + torch.tensor(c)
-            if (r + 1) ** 3 <= t:
-                i = v[:, 0] + v[:, 1] * (r + 1) + v[:, 2] * (r + 1) ** 2
+            if math.prod(n) <= t:
+                i = v[:, 0] + v[:, 1] * n[0] + v[:, 2] * n[0] * n[1]
             else:
                 i = ((v[:, 0] * _PRIMES[0]) ^ (v[:, 1] * _PRIMES[1]) ^ (v[:, 2] * _PRIMES[2])) % t
             w = torch.ones(x.shape[0])
@@ -71,6 +73,36 @@ def test_hash_grid_matches_the_definition_forward_and_backward(features):
     enc.embeddings.grad = None
     (ref * g).sum().backward()
     torch.testing.assert_close(g1, enc.embeddings.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_hash_grid_with_one_resolution_per_axis():
+    torch.manual_seed(0)
+    kw = dict(num_levels=4, features_per_level=2, log2_table_size=11, base_resolution=3, init_scale=1.0)
+    enc = HashGridEncoding(3, max_resolution=[40, 24, 6], **kw)
+    assert enc.resolutions[0] == (3, 3, 3) and enc.resolutions[-1] == (40, 24, 6)
+    assert enc.level_sizes[0] == 4**3 and enc.level_sizes[-1] == 2**11
+    x = torch.rand(64, 3) * 2.2 - 1.1
+    torch.testing.assert_close(enc(x), _naive_hash_grid(enc, x), atol=1e-5, rtol=1e-5)
+    # the finest level is linear between its vertices, which are 2 / 6 apart along axis 2 (not 2 / 40)
+    fine = slice(3 * 2, 4 * 2)
+    p = torch.tensor([[0.13, -0.41, -1.0 + 2 / 6], [0.13, -0.41, -1.0 + 4 / 6], [0.13, -0.41, -1.0 + 3 / 6]])
+    out = enc(p)[:, fine]
+    torch.testing.assert_close(out[2], (out[0] + out[1]) / 2, atol=1e-5, rtol=0)
+    assert not torch.allclose(out[0], out[1])
+    # one value per axis that are all equal is the isotropic grid
+    iso, same = HashGridEncoding(3, max_resolution=24, **kw), HashGridEncoding(3, max_resolution=[24] * 3, **kw)
+    same.load_state_dict(iso.state_dict())
+    assert iso.resolutions == same.resolutions
+    torch.testing.assert_close(same(x), iso(x), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="one per axis"):
+        HashGridEncoding(3, max_resolution=[24, 24], **kw)
+
+
+def test_fixed_resolution():
+    assert fixed_resolution(64) == 64 and fixed_resolution([52, 52, 26]) == [52, 52, 26]
+    assert fixed_resolution("auto") == 128 and fixed_resolution("AUTO", stand_in=32) == 32
+    with pytest.raises(ValueError, match="'auto'"):
+        fixed_resolution("fine")
 
 
 def test_hash_grid_interpolates_and_keeps_leading_dims():

@@ -178,9 +178,10 @@ def test_multi_contrast_evaluation_refuses_network_settings_its_fits_would_ignor
     from monai_inr.evaluation.bundle import network_from_bundle
 
     files = [str(MC_CONFIGS / "train.json"), str(MC_CONFIGS / "quick.json")]
-    same = network_from_bundle(files)
+    # the network the evaluation config builds (quick.json's hash grid sized "auto": evaluate.json's stand-in size)
+    same = network_from_bundle([str(MC_CONFIGS / f) for f in ("train.json", "evaluate.json", "quick.json")])
     MultiContrastEvaluation([{"subject": "x"}], files, network=same)  # the fits build this network: accepted
-    wider = network_from_bundle(files, {"trunk_width": 32})
+    wider = same.variant(trunk_width=32)
     with pytest.raises(InputError, match="eval_fit_overrides"):
         MultiContrastEvaluation([{"subject": "x"}], files, network=wider)
     MultiContrastEvaluation([{"subject": "x"}], files, {"trunk_width": 32}, network=wider)

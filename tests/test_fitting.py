@@ -98,6 +98,35 @@ def test_shared_frame_follows_an_oblique_flipped_reference():
     np.testing.assert_allclose(coords.voxel_to_world(corner, aff), coords.voxel_to_world(corner, a1))
 
 
+def test_acquired_sampling_per_frame_axis():
+    a1, a2 = _affine((1, 1, 4)), _affine((1, 4, 1), origin=(-8.0, -12.0, -5.0))
+    frame = SharedFrame.from_grids([((16, 18, 4), a1), ((16, 5, 14), a2)])
+    np.testing.assert_allclose(frame.sampling_along_axes(a1), [1, 1, 4])
+    np.testing.assert_allclose(frame.sampling_along_axes(a2), [1, 4, 1])
+    # a 1 mm x 4 mm grid turned 45 degrees about z samples x and y every sqrt(2) mm
+    rot = np.array([[math.cos(math.pi / 4), -math.sin(math.pi / 4), 0], [math.sin(math.pi / 4), math.cos(math.pi / 4), 0],
+                    [0, 0, 1]])
+    oblique = np.eye(4)
+    oblique[:3, :3] = rot @ np.diag([1.0, 4.0, 1.0])
+    np.testing.assert_allclose(frame.sampling_along_axes(oblique), [math.sqrt(2), math.sqrt(2), 1.0])
+    # cells across [-1, 1] (22.5 mm here), rounded up so that a cell is never coarser than the sampling
+    assert frame.cells_across([1.0, 1.0, 4.0]) == [23, 23, 6] and frame.cells_across(2.0) == [12, 12, 12]
+
+
+def test_contrast_pair_acquired_resolution(pair_files):
+    _, f1, f2, _, _ = pair_files
+    pair = ContrastPair(f1, f2)  # 2 mm axial-thick and 3 mm coronal-thick slices of a 1 mm 16 x 18 x 14 mm volume
+    np.testing.assert_allclose(pair.acquired_sampling(), [1, 1, 1])  # every axis is sampled in-plane by one of them
+    assert pair.acquired_resolution() == [18, 18, 18]
+    same_axis = ContrastPair(f1, f1)
+    np.testing.assert_allclose(same_axis.acquired_sampling(), [1, 1, 2])
+    assert same_axis.acquired_resolution() == [18, 18, 9]
+    net = MultiContrastINR("split_head", "hashgrid", trunk_width=8, trunk_layers=1, head_width=8,
+                           encoding_kwargs={"num_levels": 3, "log2_table_size": 10, "base_resolution": 4,
+                                            "max_resolution": same_axis.acquired_resolution()})
+    assert net.encoding.resolutions[-1] == (18, 18, 9)
+
+
 def test_contrast_pair_samples_are_the_voxel_centres(pair_files):
     _, f1, f2, hr, a = pair_files
     pair = ContrastPair(f1, f2)

@@ -3,7 +3,7 @@
 A realistic subject (real Colin27 anatomy, tissue-model T1w and T2w at 2 mm; ``monai_inr.data.realistic``), a central
 box of it acquired as the realistic evaluation does: T1w with 4x thicker axial slices, T2w with 4x thicker coronal
 slices, box slice profile, Rician noise at SNR 20 in white matter. The bundle's quick profile (hash grid, thick-slice
-forward model, its finest hash level matched to the 2 mm acquisition) fits the pair; along each contrast's thick axis, inside the brain, the fine detail of the error must stay
+forward model, its finest hash level sized to the 2 mm acquisition) fits the pair; along each contrast's thick axis, inside the brain, the fine detail of the error must stay
 below the ground truth's own fine detail (``metrics.high_frequency_error`` < 1: interpolation leaves the detail out at
 about 0.9, grain adds wrong detail above 1). The slice-centre fit (upstream's model, ``slice_profile_samples 0``)
 is the counter-example the check must catch. Skipped, naming the package, without the Colin27 brain.
@@ -64,28 +64,27 @@ def pair(tmp_path_factory) -> dict:
 EPOCHS = 40
 
 
-def _fit_errors(pair: dict, **overrides) -> dict[str, float]:
+def _fit_errors(pair: dict, **overrides) -> tuple[dict[str, float], object]:
     cfg = bundle_config_dir("multi_contrast_inr")
     method = MultiContrastINRMethod([str(cfg / "train.json"), str(cfg / "quick.json")],
                                     overrides={"epochs": EPOCHS, **overrides})
     preds = dict(zip(("t1w", "t2w"), method(pair["item"])))
-    return {k: high_frequency_error(preds[k], pair["truth"][k], axis=THICK_AXES[k], mask=pair["mask"])
-            for k in ("t1w", "t2w")}
-
-
-# The finest hash level tied to the acquired 2 mm sampling: the box's longest side over 2 mm (the bundle docs' advice
-# for a field of view smaller than a head; quick.json's 128 cells are sized for a whole 2 mm head).
-ACQUIRED_RESOLUTION = max(BOX)  # 2 mm voxels: one 2 mm cell per voxel across the longest side (the frame's [-1, 1])
+    errors = {k: high_frequency_error(preds[k], pair["truth"][k], axis=THICK_AXES[k], mask=pair["mask"])
+              for k in ("t1w", "t2w")}
+    return errors, method.last_fit.network
 
 
 def test_forward_model_fit_has_no_through_plane_grain(pair):
-    # quick.json's thick-slice forward model (slice_profile_samples 4) on an acquisition-matched grid. Measured: T1w
-    # 0.59 / 0.78, T2w 0.67 / 0.70 (bf16 / fp32 training); with quick.json's 128 cells T1w 0.85, T2w 0.93 (fp32 0.97),
-    # cubic 0.90 / 0.88
-    errors = _fit_errors(pair, hashgrid_max_resolution=ACQUIRED_RESOLUTION)
+    # quick.json: the thick-slice forward model (slice_profile_samples 4) on a hash grid sized to the acquisition
+    # ("auto"): every axis is sampled at 2 mm in-plane by one of the two contrasts, so one 2 mm cell per voxel across
+    # the box's longest side (the frame's [-1, 1]). Measured: T1w 0.59 / 0.78, T2w 0.67 / 0.70 (bf16 / fp32
+    # training); with 128 cells (quick.json's earlier fixed size) T1w 0.85, T2w 0.93 (fp32 0.97); cubic 0.90 / 0.88
+    errors, network = _fit_errors(pair)
+    assert network.encoding.resolutions[-1] == max(BOX)
     assert all(e < 1.0 for e in errors.values()), errors
 
 
 def test_the_grain_check_catches_the_slice_centre_fit(pair):
-    errors = _fit_errors(pair, slice_profile_samples=0)  # upstream's slice-centre model: streaks between slices
+    # upstream's slice-centre model (slice_profile_samples 0) on a 128-cell grid: streaks between the slices
+    errors, _ = _fit_errors(pair, slice_profile_samples=0, hashgrid_max_resolution=128)
     assert max(errors.values()) > 1.0, errors

@@ -140,6 +140,11 @@ class TrainingCheckpoint:
         resume: resume from ``state_filename`` when it exists; ``False`` starts fresh and keeps the earlier files
             under timestamped names.
         metadata: JSON-able facts stored in the training state (e.g. the network configuration).
+        carry_network_def: write model files as ``{"network_def": network.config, "model": weights}``
+            (:func:`~monai_inr.engines.checks.save_network_checkpoint`, float32) so that inference builds the network
+            that was trained (:func:`~monai_inr.engines.checks.network_from_checkpoint`) even when its definition
+            was derived from the data (a subject-specific fit sized to its acquisition); the network must have a
+            ``config``.
     """
 
     def __init__(
@@ -159,6 +164,7 @@ class TrainingCheckpoint:
         final_filename: str | None = None,
         save_interval: int | None = None,
         periodic_prefix: str = "periodic_model_epoch=",
+        carry_network_def: bool = False,
     ) -> None:
         if int(interval) < 1:
             raise ValueError(f"TrainingCheckpoint: interval must be >= 1, got {interval}.")
@@ -181,6 +187,10 @@ class TrainingCheckpoint:
         self.final_path = None if final_filename is None else self.save_dir / final_filename
         self.save_interval = None if save_interval is None else int(save_interval)
         self.periodic_prefix = periodic_prefix
+        self.carry_network_def = bool(carry_network_def)
+        if self.carry_network_def and not isinstance(getattr(unwrap_network(network), "config", None), dict):
+            raise ValueError(f"TrainingCheckpoint: carry_network_def needs a network with a config, got "
+                             f"{type(unwrap_network(network)).__name__}.")
         self.best_metric = -self.sign * math.inf
         self.best_epoch = 0
 
@@ -220,7 +230,7 @@ class TrainingCheckpoint:
             return
         weights = self._weights()
         if improved:
-            save_atomic(weights, self.model_path)
+            self._save_model(weights, self.model_path)
             logger.info("epoch %d: %s %.4f is the best so far, saved %s", engine.state.epoch,
                         self._metric_name(), metric, self.model_path)
         save_atomic(self._state(engine, weights), self.state_path)
@@ -228,13 +238,13 @@ class TrainingCheckpoint:
     def completed(self, engine: Engine) -> None:
         if _is_main_process():
             path = self.model_path if self.validator is None else self.final_path
-            save_atomic(self._weights(), path)
+            self._save_model(self._weights(), path)
             logger.info("run completed, saved %s", path)
 
     def snapshot(self, engine: Engine) -> None:
         if _is_main_process():
             path = self.save_dir / f"{self.periodic_prefix}{int(engine.state.epoch)}.pt"
-            save_atomic(self._weights(), path)
+            self._save_model(self._weights(), path)
             logger.info("epoch %d: snapshot saved %s", engine.state.epoch, path)
 
     # ---------------------------------------------------------------------------------------------------- helpers
@@ -251,6 +261,14 @@ class TrainingCheckpoint:
         value = metrics[name]
         value = float(value.item() if isinstance(value, torch.Tensor) else value)
         return value
+
+    def _save_model(self, weights: dict[str, torch.Tensor], path: Path) -> None:
+        if self.carry_network_def:
+            from monai_inr.engines.checks import save_network_checkpoint
+
+            save_network_checkpoint(unwrap_network(self.network).config, weights, path, dtype=None)
+        else:
+            save_atomic(weights, path)
 
     def _weights(self) -> dict[str, torch.Tensor]:
         state = {k: v.detach().cpu() for k, v in unwrap_network(self.network).state_dict().items()}

@@ -132,7 +132,11 @@ class MultiContrastEvaluation:
     def _check_network(self, network: Any) -> None:
         from monai_inr.networks.utils import unwrap_network
 
-        fitted = network_from_bundle(self.config_files, {**self.overrides, "architecture": "split_head"})
+        # an acquisition-sized hash grid ("auto") is compared at its stand-in size, as the evaluated network is built
+        fixed = "$monai_inr.networks.encodings.fixed_resolution(@hashgrid_max_resolution)"
+        fitted = network_from_bundle(
+            self.config_files, {"hashgrid_cells": fixed, **self.overrides, "architecture": "split_head"}
+        )
         evaluated = unwrap_network(network).variant(architecture="split_head")
         a, b = fitted.state_dict(), evaluated.state_dict()
         if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):

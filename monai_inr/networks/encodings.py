@@ -16,11 +16,12 @@ Both map ``(..., in_features)`` coordinates (normalised to [-1, 1]) to ``(..., o
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 
-__all__ = ["FourierFeatures", "HashGridEncoding", "get_encoding"]
+__all__ = ["FourierFeatures", "HashGridEncoding", "fixed_resolution", "get_encoding"]
 
 
 class FourierFeatures(nn.Module):
@@ -144,7 +145,9 @@ class HashGridEncoding(nn.Module):
         features_per_level: ``F``.
         log2_table_size: ``log2 T`` per level.
         base_resolution: cells across [-1, 1] on the coarsest level.
-        max_resolution: cells across [-1, 1] on the finest level.
+        max_resolution: cells across [-1, 1] on the finest level: one value, or one per axis (the finest cell
+            matched to the sampling acquired along each axis:
+            :meth:`monai_inr.data.coordinates.ContrastPair.acquired_resolution`).
         init_scale: half-width of the uniform initialisation.
     """
 
@@ -155,7 +158,7 @@ class HashGridEncoding(nn.Module):
         features_per_level: int = 2,
         log2_table_size: int = 19,
         base_resolution: int = 16,
-        max_resolution: int = 512,
+        max_resolution: int | Sequence[int] = 512,
         init_scale: float = 1e-4,
     ) -> None:
         super().__init__()
@@ -166,31 +169,37 @@ class HashGridEncoding(nn.Module):
                 f"need num_levels >= 1, features_per_level >= 1 and 4 <= log2_table_size <= 30, got "
                 f"{num_levels}, {features_per_level}, {log2_table_size}."
             )
-        if not 1 <= int(base_resolution) <= int(max_resolution):
+        max_res = [int(r) for r in max_resolution] if isinstance(max_resolution, Sequence) else [int(max_resolution)]
+        if len(max_res) not in (1, int(in_features)):
+            raise ValueError(f"max_resolution must be one value or one per axis ({in_features}), got {max_resolution}.")
+        if not 1 <= int(base_resolution) <= min(max_res):
             raise ValueError(f"need 1 <= base_resolution <= max_resolution, got {base_resolution}, {max_resolution}.")
         self.in_features = int(in_features)
         self.num_levels = int(num_levels)
         self.features_per_level = int(features_per_level)
         self.log2_table_size = int(log2_table_size)
         self.base_resolution = int(base_resolution)
-        self.max_resolution = int(max_resolution)
+        self.max_resolution = max_res[0] if len(max_res) == 1 else tuple(max_res)
+        max_res = max_res * self.in_features if len(max_res) == 1 else max_res
         t = 2**self.log2_table_size
-        growth = (
-            math.exp((math.log(self.max_resolution) - math.log(self.base_resolution)) / (self.num_levels - 1))
-            if self.num_levels > 1
+        growths = [
+            math.exp((math.log(m) - math.log(self.base_resolution)) / (self.num_levels - 1)) if self.num_levels > 1
             else 1.0
-        )
-        res = [int(math.floor(self.base_resolution * growth**lvl + 1e-9)) for lvl in range(self.num_levels)]
+            for m in max_res
+        ]
+        # per level and axis: every axis grows geometrically from base_resolution to its own max_resolution
+        res = [[int(math.floor(self.base_resolution * g**lvl + 1e-9)) for g in growths] for lvl in range(self.num_levels)]
         sizes, dense = [], []
         for r in res:
-            n_vertices = (r + 1) ** self.in_features
+            n_vertices = math.prod(v + 1 for v in r)
             dense.append(n_vertices <= t)
             sizes.append(min(n_vertices, t))
         offsets = [0]
         for s in sizes[:-1]:
             offsets.append(offsets[-1] + s)
-        self.resolutions = tuple(res)
-        self.growth = growth
+        isotropic = all(len(set(r)) == 1 for r in res)
+        self.resolutions = tuple(r[0] for r in res) if isotropic else tuple(tuple(r) for r in res)
+        self.growth = growths[0] if len(set(growths)) == 1 else tuple(growths)
         self.level_sizes = tuple(sizes)
         self.embeddings = nn.Parameter(
             torch.empty(sum(sizes), self.features_per_level).uniform_(-float(init_scale), float(init_scale))
@@ -198,10 +207,11 @@ class HashGridEncoding(nn.Module):
         # per-group constants (buffers: they follow .to(device) and are not trained; not saved: derived from args)
         groups = (("dense", [i for i, d in enumerate(dense) if d]), ("hashed", [i for i, d in enumerate(dense) if not d]))
         for name, sel in groups:
-            r = torch.tensor([res[i] for i in sel], dtype=torch.float32)
-            if name == "dense":
+            r = torch.tensor([res[i] for i in sel], dtype=torch.float32).reshape(len(sel), self.in_features)
+            if name == "dense":  # vertex index sum_d v_d * prod_{e < d} (res_e + 1): axis 0 varies fastest
                 mult = torch.tensor(
-                    [[(res[i] + 1) ** d for d in range(self.in_features)] for i in sel], dtype=torch.int64
+                    [[math.prod(res[i][e] + 1 for e in range(d)) for d in range(self.in_features)] for i in sel],
+                    dtype=torch.int64,
                 ).reshape(len(sel), self.in_features)
             else:
                 mult = torch.tensor([list(_PRIMES[: self.in_features]) for _ in sel], dtype=torch.int64).reshape(
@@ -213,6 +223,7 @@ class HashGridEncoding(nn.Module):
             self.register_buffer(
                 f"_{name}_offset", torch.tensor([offsets[i] for i in sel], dtype=torch.int64), persistent=False
             )
+
     @property
     def out_features(self) -> int:
         return self.num_levels * self.features_per_level
@@ -220,7 +231,8 @@ class HashGridEncoding(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"levels={self.num_levels}, features={self.features_per_level}, table=2**{self.log2_table_size}, "
-            f"resolutions={self.resolutions[0]}..{self.resolutions[-1]} (growth {self.growth:.3f})"
+            f"resolutions={self.resolutions[0]}..{self.resolutions[-1]} "
+            f"(growth {', '.join(f'{g:.3f}' for g in (self.growth if isinstance(self.growth, tuple) else [self.growth]))})"
         )
 
     def _group(self, u: torch.Tensor, name: str) -> torch.Tensor | None:
@@ -237,9 +249,9 @@ class HashGridEncoding(nn.Module):
         offset = getattr(self, f"_{name}_offset")
         k, d = u.shape
         nl = levels.numel()
-        pos = res[:, None, None] * u[None]  # (Lg, K, d) in vertex units
+        pos = res[:, None, :] * u[None]  # (Lg, K, d) in vertex units (res: (Lg, d), one resolution per axis)
         # keep the upper vertex inside the grid: positions in [0, res - eps]
-        pos = torch.minimum(pos, (res - 1e-4)[:, None, None])
+        pos = torch.minimum(pos, (res - 1e-4)[:, None, :])
         base = pos.floor()
         frac = pos - base
         lo = base.to(torch.int64) * mult[:, None, :]  # (Lg, K, d): index contribution of the lower vertex per axis
@@ -273,6 +285,18 @@ class HashGridEncoding(nn.Module):
         parts = [f for f in (self._group(u, "dense"), self._group(u, "hashed")) if f is not None]
         out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)  # (L, K, F)
         return out.permute(1, 0, 2).reshape(*lead, self.out_features)
+
+
+def fixed_resolution(setting: int | str | Sequence[int], stand_in: int = 128) -> int | list[int]:
+    """A hash grid's ``max_resolution`` where no subject is at hand: ``setting`` itself, or ``stand_in`` for
+    ``"auto"`` (a fit sizes its grid to the subject's acquisition,
+    :meth:`monai_inr.data.coordinates.ContrastPair.acquired_resolution`, and its checkpoint carries that network; the
+    stand-in only shapes configuration checks and the network for a plain state-dict checkpoint of an older fit)."""
+    if isinstance(setting, str):
+        if setting.strip().lower() != "auto":
+            raise ValueError(f"hash-grid resolution must be cells (one number or one per axis) or 'auto', got {setting!r}.")
+        return int(stand_in)
+    return [int(v) for v in setting] if isinstance(setting, Sequence) else int(setting)
 
 
 def get_encoding(name: str, in_features: int = 3, **kwargs) -> nn.Module:

@@ -511,11 +511,11 @@ class ScriptableHashGrid(nn.Module):
         res, dense, mult, offset = [], [], [], []
         for name in ("dense", "hashed"):
             levels = getattr(enc, f"_{name}_levels").tolist()
-            res += [float(v) for v in getattr(enc, f"_{name}_res").tolist()]
+            res += [[float(v) for v in row] for row in getattr(enc, f"_{name}_res").tolist()]
             mult += [[int(m) for m in row] for row in getattr(enc, f"_{name}_mult").tolist()]
             offset += [int(v) for v in getattr(enc, f"_{name}_offset").tolist()]
             dense += [name == "dense"] * len(levels)
-        self.level_res: List[float] = res
+        self.level_res: List[List[float]] = res  # per level, one resolution per axis
         self.level_dense: List[bool] = dense
         self.level_mult: List[List[int]] = mult
         self.level_offset: List[int] = offset
@@ -527,8 +527,8 @@ class ScriptableHashGrid(nn.Module):
         dev = self.embeddings.device
         res = torch.tensor([self.level_res[level]], dtype=torch.float32, device=dev)
         mult = torch.tensor([self.level_mult[level]], dtype=torch.int64, device=dev)
-        pos = res[:, None, None] * u[None]
-        pos = torch.minimum(pos, (res - 1e-4)[:, None, None])
+        pos = res[:, None, :] * u[None]
+        pos = torch.minimum(pos, (res - 1e-4)[:, None, :])
         base = pos.floor()
         frac = pos - base
         lo = base.to(torch.int64) * mult[:, None, :]

@@ -82,7 +82,7 @@ class MultiContrastINR(nn.Module):
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}.")
         if int(num_contrasts) < 1:
             raise ValueError(f"num_contrasts must be positive, got {num_contrasts}.")
-        self.config = {
+        self._kwargs = {
             "architecture": arch,
             "encoding": str(encoding),
             "num_contrasts": int(num_contrasts),
@@ -119,6 +119,13 @@ class MultiContrastINR(nn.Module):
             "intensity_range", torch.tensor([[0.0, 1.0]] * self.num_contrasts, dtype=torch.float64)
         )
 
+    @property
+    def config(self) -> dict[str, Any]:
+        """The bundle-config definition that rebuilds this network (``_target_`` and the constructor arguments),
+        stored in the fit's checkpoint (:func:`monai_inr.engines.checks.save_network_checkpoint`), so inference
+        builds the network that was fitted (e.g. a hash grid sized to the subject's acquisition)."""
+        return {"_target_": f"{__name__.rsplit('.', 1)[0]}.MultiContrastINR", **copy.deepcopy(self._kwargs)}
+
     def __prepare_scriptable__(self) -> nn.Module:
         """What ``torch.jit.script`` compiles: :class:`~monai_inr.networks.export.ScriptableMultiContrastINR`
         (same parameters and buffers, ``forward(coords)``)."""
@@ -147,7 +154,7 @@ class MultiContrastINR(nn.Module):
     def variant(self, **changes: Any) -> MultiContrastINR:
         """A fresh (re-initialised) network with this one's hyper-parameters except ``changes``
         (e.g. ``net.variant(architecture="vanilla")``)."""
-        cfg = copy.deepcopy(self.config)
+        cfg = copy.deepcopy(self._kwargs)
         cfg.update(changes)
         return MultiContrastINR(**cfg)
 
