@@ -118,6 +118,9 @@ def test_contrast_pair_acquired_resolution(pair_files):
     pair = ContrastPair(f1, f2)  # 2 mm axial-thick and 3 mm coronal-thick slices of a 1 mm 16 x 18 x 14 mm volume
     np.testing.assert_allclose(pair.acquired_sampling(), [1, 1, 1])  # every axis is sampled in-plane by one of them
     assert pair.acquired_resolution() == [18, 18, 18]
+    # a single-contrast fit sees only its own slices: its thick axis keeps the slice spacing
+    np.testing.assert_allclose(pair.acquired_sampling([0]), [1, 1, 2])
+    assert pair.acquired_resolution([1]) == [18, 6, 18]
     same_axis = ContrastPair(f1, f1)
     np.testing.assert_allclose(same_axis.acquired_sampling(), [1, 1, 2])
     assert same_axis.acquired_resolution() == [18, 18, 9]

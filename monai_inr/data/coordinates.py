@@ -87,18 +87,19 @@ class ContrastPair:
     def spacings(self) -> list[np.ndarray]:
         return [coords.spacing_from_affine(a) for a in self.affines]
 
-    def acquired_sampling(self) -> np.ndarray:
-        """The finest sampling acquired along each axis of the shared frame by either contrast, in mm ``(3,)``
-        (:meth:`~monai_inr.coords.SharedFrame.sampling_along_axes`): the in-plane spacing along an axis that one
-        contrast samples in-plane, the slice spacing only where both contrasts are thick along it."""
-        return np.min([self.frame.sampling_along_axes(a) for a in self.affines], axis=0)
+    def acquired_sampling(self, contrasts: Sequence[int] | None = None) -> np.ndarray:
+        """The finest sampling acquired along each axis of the shared frame by the selected contrasts (default both),
+        in mm ``(3,)`` (:meth:`~monai_inr.coords.SharedFrame.sampling_along_axes`): the in-plane spacing along an axis
+        that one of them samples in-plane, the slice spacing only where all of them are thick along it."""
+        sel = list(range(len(self.affines))) if contrasts is None else [int(c) for c in contrasts]
+        return np.min([self.frame.sampling_along_axes(self.affines[c]) for c in sel], axis=0)
 
-    def acquired_resolution(self) -> list[int]:
-        """Hash-grid cells across ``[-1, 1]`` per frame axis whose finest cell matches :meth:`acquired_sampling`:
-        the finest level then has no vertices between acquired samples, which only the network's smoothness would
-        constrain (through-plane grain). Measured on a realistic 2 mm pair (4x thick slices, SNR 20): T1w +1.48 dB
-        and T2w +1.94 dB over cubic, against +0.98 / +1.24 dB with 2.7x finer cells (bundle docs)."""
-        return self.frame.cells_across(self.acquired_sampling())
+    def acquired_resolution(self, contrasts: Sequence[int] | None = None) -> list[int]:
+        """Hash-grid cells across ``[-1, 1]`` per frame axis whose finest cell matches :meth:`acquired_sampling` of
+        the fitted contrasts: the finest level then has no vertices between acquired samples, which only the
+        network's smoothness would constrain (through-plane grain). Measured on a realistic 2 mm pair (4x thick
+        slices, SNR 20): see the bundle docs (``bundles/multi_contrast_inr/docs/README.md``, Performance)."""
+        return self.frame.cells_across(self.acquired_sampling(contrasts))
 
     def _check_overlap(self) -> float:
         """Fraction of contrast 2's voxel centres inside contrast 1's FOV (subsampled); error when zero."""
