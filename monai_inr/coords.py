@@ -32,6 +32,10 @@ __all__ = [
     "cell_size",
     "to_grid_sample_order",
     "sample_features",
+    "CUBIC_BSPLINE_POLE",
+    "cubic_bspline_prefilter",
+    "cubic_bspline_coefficients",
+    "sample_cubic_bspline",
     "voxel_to_normalized",
     "normalized_to_voxel",
     "voxel_to_world",
@@ -125,6 +129,82 @@ def sample_features(
     grid = to_grid_sample_order(coords).to(features.dtype).reshape(b, k, *([1] * (ndim - 1)), ndim)
     out = F.grid_sample(features, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
     return out.reshape(b, features.shape[1], k).transpose(1, 2)
+
+
+#: pole of the cubic B-spline interpolation prefilter, ``sqrt(3) - 2`` (Unser, IEEE Signal Process. Mag. 16(6), 1999)
+CUBIC_BSPLINE_POLE = math.sqrt(3.0) - 2.0
+
+
+def cubic_bspline_prefilter(image: torch.Tensor, radius: int = 8) -> torch.Tensor:
+    """Cubic B-spline coefficients of ``image`` ``(B, C, *spatial)``: the spline through them interpolates the voxels
+    (what ``scipy.ndimage`` computes before an order-3 ``map_coordinates``/``zoom``).
+
+    The exact filter is recursive; here it is its impulse response ``sqrt(3) * z**|k|`` (``z`` =
+    :data:`CUBIC_BSPLINE_POLE`) truncated at ``radius`` voxels per axis (relative error ``|z|**(radius + 1)``,
+    7e-6 at 8), so a value depends on ``radius`` voxels of context per side only (tiled = untiled with that halo).
+    Borders extend the image half-sample symmetrically (scipy's ``"reflect"``). Computed in float32, also under
+    autocast (:func:`cubic_bspline_coefficients` is the TorchScript-compatible core). Returns float32, same shape.
+    """
+    with torch.autocast(device_type=image.device.type, enabled=False):
+        return cubic_bspline_coefficients(image, radius)
+
+
+def cubic_bspline_coefficients(image: torch.Tensor, radius: int = 8) -> torch.Tensor:
+    """:func:`cubic_bspline_prefilter` without the autocast guard (scriptable; call it outside autocast)."""
+    out = image.float()
+    k = torch.arange(-radius, radius + 1, device=out.device, dtype=torch.float64)
+    pole = math.sqrt(3.0) - 2.0  # CUBIC_BSPLINE_POLE (a local: TorchScript does not read module globals)
+    taps = (math.sqrt(3.0) * torch.pow(torch.full_like(k, pole), k.abs())).float().view(1, 1, -1)
+    for axis in range(2, out.dim()):
+        n = int(out.shape[axis])
+        if n < 2:
+            continue
+        # half-sample symmetric extension by index (any length, also shorter than the radius)
+        idx = torch.remainder(torch.arange(-radius, n + radius, device=out.device), 2 * n)
+        idx = torch.where(idx >= n, 2 * n - 1 - idx, idx)
+        moved = out.movedim(axis, -1)
+        lead = list(moved.shape[:-1])
+        padded = moved.index_select(-1, idx).reshape(-1, 1, n + 2 * radius)
+        out = F.conv1d(padded, taps).reshape(lead + [n]).movedim(-1, axis)
+    return out.contiguous()
+
+
+def sample_cubic_bspline(coeffs: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Cubic B-spline interpolation of coefficients ``coeffs`` ``(B, C, D, H, W)`` (:func:`cubic_bspline_prefilter`)
+    at cell-centred normalised (i, j, k) ``coords`` ``(B, K, 3)`` -> ``(B, K, C)`` float32.
+
+    Eight trilinear lookups (Sigg and Hadwiger, GPU Gems 2, ch. 20, 2005): along each axis the four B-spline taps
+    ``w0..w3`` become two linear taps at ``i - 1 + w1 / (w0 + w1)`` and ``i + 1 + w3 / (w2 + w3)`` with weights
+    ``w0 + w1`` and ``w2 + w3``. Beyond the outermost voxel centre the coefficients are clamped (``"border"``).
+    """
+    if coeffs.dim() != 5 or coords.shape[-1] != 3:
+        raise ValueError("sample_cubic_bspline needs 3D coefficients (B, C, D, H, W) and (B, K, 3) coordinates.")
+    b, k = coords.shape[0], coords.shape[1]
+    n = torch.tensor([float(coeffs.shape[2]), float(coeffs.shape[3]), float(coeffs.shape[4])], device=coords.device)
+    p = ((coords.float() + 1.0) * n - 1.0) / 2.0  # voxel index units
+    i = torch.floor(p)
+    t = p - i
+    t2 = t * t
+    t3 = t2 * t
+    w0 = (1.0 - t) ** 3 / 6.0
+    w1 = (3.0 * t3 - 6.0 * t2 + 4.0) / 6.0
+    w3 = t3 / 6.0
+    g0 = w0 + w1
+    g1 = 1.0 - g0
+    h0 = (2.0 * (i - 1.0 + w1 / g0) + 1.0) / n - 1.0  # back to normalised coordinates
+    h1 = (2.0 * (i + 1.0 + w3 / g1) + 1.0) / n - 1.0
+    source = coeffs.float()
+    out = torch.zeros((b, coeffs.shape[1], k), dtype=torch.float32, device=coeffs.device)
+    for corner in range(8):
+        upper = [((corner >> (2 - a)) & 1) == 1 for a in range(3)]
+        pos = torch.stack([h1[..., a] if upper[a] else h0[..., a] for a in range(3)], dim=-1)
+        weight = torch.ones((b, k), dtype=torch.float32, device=coords.device)
+        for a in range(3):
+            weight = weight * (g1[..., a] if upper[a] else g0[..., a])
+        grid = pos.flip(-1).reshape(b, k, 1, 1, 3)  # (x, y, z) order for grid_sample
+        val = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out = out + val.reshape(b, coeffs.shape[1], k) * weight.unsqueeze(1)
+    return out.transpose(1, 2)
 
 
 def _as_tensor(x: ArrayLike) -> tuple[torch.Tensor, bool]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import scipy.ndimage as ndi
 import torch
 
 from monai_inr import coords
@@ -109,3 +111,24 @@ def test_input_skip_adds_the_trilinear_input_and_keeps_the_paper_default():
         assert net(image, scale=2.0).shape == (1, 1, 10, 12, 14)
     with pytest.raises(ValueError, match="out_channels == in_channels"):
         ArSSR("RDN", in_channels=2, out_channels=1, input_skip=True, encoder_kwargs=SMALL)
+
+
+def test_cubic_input_skip_adds_the_cubic_interpolant():
+    torch.manual_seed(0)
+    net = ArSSR("RDN", input_skip="cubic", encoder_kwargs=SMALL, feature_channels=12, decoder_hidden=16,
+                output_activation=None).eval()
+    assert net.config["input_skip"] == "cubic" and net.receptive_radius >= net.prefilter_radius + 2
+    image = torch.rand(1, 1, 9, 10, 11)
+    coord = torch.rand(1, 60, 3) * 1.2 - 0.6  # away from the borders (scipy extends them differently)
+    with torch.no_grad():
+        for p in net.decoder.parameters():  # no detail decoded: the output is the cubic interpolant of the input
+            p.zero_()
+        out = net(image, coord)[0, :, 0].numpy()
+    n = np.array(image.shape[2:])
+    idx = ((coord[0].numpy() + 1) * n - 1) / 2
+    expected = ndi.map_coordinates(image[0, 0].double().numpy(), idx.T, order=3, mode="reflect")
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+    trilinear = coords.sample_features(image, coord)[0, :, 0].numpy()
+    assert np.abs(out - trilinear).max() > 1e-2  # not the trilinear skip
+    with pytest.raises(ValueError, match="'cubic'"):
+        ArSSR("RDN", input_skip="quintic", encoder_kwargs=SMALL)

@@ -127,3 +127,26 @@ def test_fraction_inside_fov_uses_world_positions():
     far[:3, 3] = 100.0
     assert coords.fraction_inside_fov((10, 10, 10), small, (10, 10, 10), far) == 0.0
     assert coords.fraction_inside_fov((10, 10, 10), small, (10, 10, 10), small) == 1.0
+
+
+def test_cubic_bspline_prefilter_and_sampling_match_scipy():
+    ndi = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(0)
+    img = rng.random((9, 11, 5)).astype(np.float32)  # one axis shorter than the filter radius
+    c = coords.cubic_bspline_prefilter(torch.from_numpy(img)[None, None])
+    assert c.dtype == torch.float32 and c.shape == (1, 1, 9, 11, 5)
+    np.testing.assert_allclose(c[0, 0].numpy(), ndi.spline_filter(img.astype(np.float64), 3, mode="reflect"),
+                               atol=3e-4)
+    # at the voxel centres the spline reproduces the voxels; in between it is scipy's cubic interpolant
+    centres = coords.normalized_grid(img.shape)[None]
+    np.testing.assert_allclose(coords.sample_cubic_bspline(c, centres)[0, :, 0].numpy().reshape(img.shape), img,
+                               atol=3e-4)
+    q = torch.rand(1, 300, 3) * 1.4 - 0.7
+    idx = ((q[0].numpy() + 1) * np.array(img.shape) - 1) / 2
+    expected = ndi.map_coordinates(img.astype(np.float64), idx.T, order=3, mode="reflect")
+    np.testing.assert_allclose(coords.sample_cubic_bspline(c, q)[0, :, 0].numpy(), expected, atol=3e-4)
+    # float32 also under bf16 autocast (the skip must not lose precision)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        again = coords.cubic_bspline_prefilter(torch.from_numpy(img)[None, None])
+    assert again.dtype == torch.float32
+    torch.testing.assert_close(again, c)

@@ -106,8 +106,9 @@ def test_arssr_script_export_any_size_and_scale(tmp_path):
 
 
 @torch.no_grad()
-def test_arssr_input_skip_scripts():
-    net = ArSSR("RDN", feature_channels=8, decoder_hidden=16, input_skip=True,
+@pytest.mark.parametrize("skip", [True, "cubic"])
+def test_arssr_input_skip_scripts(skip):
+    net = ArSSR("RDN", feature_channels=8, decoder_hidden=16, input_skip=skip,
                 encoder_kwargs={"features": 8, "growth": 4, "num_blocks": 1, "num_layers": 2}).eval()
     ts = torch.jit.script(net)
     x = torch.rand(2, 1, 5, 6, 7)

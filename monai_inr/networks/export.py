@@ -33,6 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from monai_inr.coords import cubic_bspline_coefficients, sample_cubic_bspline
+
 __all__ = [
     "refuse_trace",
     "ScriptableArSSR",
@@ -138,7 +140,7 @@ def _output_shape(
 class ScriptableArSSR(nn.Module):
     """Script-mode twin of :class:`~monai_inr.networks.nets.ArSSR` (same parameters, same outputs)."""
 
-    __constants__ = ["input_skip"]
+    __constants__ = ["input_skip", "cubic_skip"]
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
@@ -148,10 +150,14 @@ class ScriptableArSSR(nn.Module):
         self.feature_channels = int(net.feature_channels)
         self.out_channels = int(net.out_channels)
         self.input_skip = bool(net.input_skip)
+        self.cubic_skip = net.skip_mode == "cubic"
+        self.prefilter_radius = int(net.prefilter_radius)
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         features = self.encoder(image).float()
-        if self.input_skip:
+        if self.cubic_skip:
+            features = torch.cat([features, cubic_bspline_coefficients(image, self.prefilter_radius)], dim=1)
+        elif self.input_skip:
             features = torch.cat([features, image.float()], dim=1)
         return features
 
@@ -160,7 +166,10 @@ class ScriptableArSSR(nn.Module):
         c = self.feature_channels
         out = self.decoder(torch.cat([feat[..., :c], coord.to(feat.dtype)], dim=-1))
         if self.input_skip:
-            out = out.float() + feat[..., c:]
+            if self.cubic_skip:
+                out = out.float() + sample_cubic_bspline(features[:, c:], coord)
+            else:
+                out = out.float() + feat[..., c:]
             if self.output_activation is not None:
                 out = self.output_activation(out)
         return out

@@ -24,6 +24,19 @@ from monai_inr.networks.export import ScriptableArSSR, refuse_trace
 
 __all__ = ["ArSSR"]
 
+#: truncation radius of the cubic skip's B-spline prefilter (relative error 7e-6; :func:`coords.cubic_bspline_prefilter`)
+PREFILTER_RADIUS = 8
+
+
+def _skip_mode(input_skip: bool | str) -> str:
+    if isinstance(input_skip, str):
+        mode = input_skip.strip().lower()
+        mode = {"true": "linear", "trilinear": "linear", "false": "none", "bicubic": "cubic"}.get(mode, mode)
+        if mode not in ("none", "linear", "cubic"):
+            raise ValueError(f"input_skip must be false, true/'linear' or 'cubic', got {input_skip!r}.")
+        return mode
+    return "linear" if input_skip else "none"
+
 
 class ArSSR(nn.Module):
     """ArSSR network: encoder + trilinear feature lookup + :class:`~monai_inr.networks.decoders.ArSSRDecoder`.
@@ -41,11 +54,13 @@ class ArSSR(nn.Module):
         out_channels: output intensities per query.
         encoder_kwargs: extra constructor arguments of the encoder (e.g. ``{"num_blocks": 4}``).
         output_activation: decoder output activation, ``"relu"`` as in the paper or ``None`` for z-scored data.
-        input_skip: add the trilinear interpolation of the input image at each query to the decoder output (global
-            residual learning as in VDSR, Kim et al., CVPR 2016), so the network learns only the detail that
-            interpolation misses. Off in the paper (``False``, the default); the CPU training profile turns it on
-            because it converges within a CPU budget. The image rides along as ``in_channels`` extra channels of the
-            feature grid, so the one trilinear lookup of :meth:`decode` serves both (also per tile).
+        input_skip: add an interpolation of the input image at each query to the decoder output (global residual
+            learning as in VDSR, Kim et al., CVPR 2016), so the network learns only the detail that interpolation
+            misses: ``"linear"`` (or ``True``) trilinear, ``"cubic"`` cubic B-spline (the cubic baseline's
+            interpolant: :func:`~monai_inr.coords.cubic_bspline_prefilter` at encoding,
+            :func:`~monai_inr.coords.sample_cubic_bspline` at decoding). Off in the paper (``False``, the default);
+            the CPU training profile turns it on because it converges within a CPU budget. The image (or its spline
+            coefficients) rides along as ``in_channels`` extra channels of the feature grid, so it is tiled with it.
 
     Shapes:
         * ``encode(image)``: ``(B, in_channels, D, H, W)`` -> features ``(B, feature_channels, D, H, W)`` (float32).
@@ -63,7 +78,7 @@ class ArSSR(nn.Module):
         out_channels: int = 1,
         encoder_kwargs: dict[str, Any] | None = None,
         output_activation: str | tuple | None = "relu",
-        input_skip: bool = False,
+        input_skip: bool | str = False,
     ) -> None:
         super().__init__()
         self.encoder = build_encoder(encoder, encoder_kwargs, spatial_dims=3, in_channels=in_channels,
@@ -71,7 +86,9 @@ class ArSSR(nn.Module):
         self.in_channels = int(in_channels)
         self.feature_channels = int(feature_channels)
         self.out_channels = int(out_channels)
-        self.input_skip = bool(input_skip)
+        self.skip_mode = _skip_mode(input_skip)
+        self.input_skip = self.skip_mode != "none"
+        self.prefilter_radius = PREFILTER_RADIUS
         self._config = None if isinstance(encoder, nn.Module) else {
             "_target_": f"{__name__.rsplit('.', 1)[0]}.ArSSR",
             "encoder": str(encoder),
@@ -81,7 +98,7 @@ class ArSSR(nn.Module):
             "out_channels": int(out_channels),
             "encoder_kwargs": dict(encoder_kwargs or {}),
             "output_activation": output_activation,
-            "input_skip": bool(input_skip),
+            "input_skip": input_skip if isinstance(input_skip, str) else bool(input_skip),
         }
         if self.input_skip and out_channels != in_channels:
             raise ValueError(
@@ -110,8 +127,10 @@ class ArSSR(nn.Module):
 
     @property
     def receptive_radius(self) -> int:
-        """Voxels of LR context per side that determine one feature vector exactly (from the encoder)."""
-        return int(getattr(self.encoder, "receptive_radius"))
+        """Voxels of LR context per side that determine one feature vector exactly (from the encoder; with the cubic
+        skip at least the prefilter's radius plus the spline's two taps)."""
+        radius = int(getattr(self.encoder, "receptive_radius"))
+        return max(radius, self.prefilter_radius + 2) if self.skip_mode == "cubic" else radius
 
     @property
     def encode_workspace_channels(self) -> int:
@@ -132,11 +151,14 @@ class ArSSR(nn.Module):
         """Feature grid ``(B, feature_channels + skip_channels, *spatial)`` of an image ``(B, in_channels, *spatial)``.
 
         Always float32 (also under bf16 autocast) so that the trilinear lookup uses full-precision coordinates. With
-        :attr:`input_skip`, the image itself follows the features as the last ``in_channels`` channels.
+        :attr:`input_skip`, the image itself (``"linear"``) or its cubic B-spline coefficients (``"cubic"``) follow
+        the features as the last ``in_channels`` channels.
         """
         features = self.encoder(image).float()
-        if self.input_skip:
+        if self.skip_mode == "linear":
             features = torch.cat([features, image.float()], dim=1)
+        elif self.skip_mode == "cubic":
+            features = torch.cat([features, coords.cubic_bspline_prefilter(image, self.prefilter_radius)], dim=1)
         return features
 
     def decode(
@@ -166,7 +188,8 @@ class ArSSR(nn.Module):
         out = self.decoder(x)
         if not self.input_skip:
             return out
-        out = out.float() + feat[..., c:]
+        skip = feat[..., c:] if self.skip_mode == "linear" else coords.sample_cubic_bspline(features[:, c:], where)
+        out = out.float() + skip
         return out if self.output_activation is None else self.output_activation(out)
 
     def forward(
